@@ -1,0 +1,57 @@
+"""The application factory. The lifespan opens the parts (database, storage, catalog), runs
+the in-process workers and the retention sweeper, and on shutdown lets workers finish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from darkroom import __version__
+from darkroom.api import errors, files, media, ops
+from darkroom.config import Settings
+from darkroom.retention import sweep_forever
+from darkroom.services import Services
+
+
+def create_app(settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
+    settings = settings or Settings()
+    worker_count = settings.workers if workers is None else workers
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.open(settings)
+        app.state.services = services
+        services.start_workers(worker_count)
+        sweeper = asyncio.create_task(
+            sweep_forever(
+                services.store,
+                services.storage,
+                settings.retention_seconds,
+                settings.sweep_seconds,
+            )
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await services.close()
+
+    app = FastAPI(
+        title="Darkroom",
+        version=__version__,
+        description="Asynchronous image generation: create a task, then fetch its result.",
+        lifespan=lifespan,
+    )
+    app.include_router(media.router)
+    app.include_router(files.router)
+    app.include_router(ops.router)
+    app.add_exception_handler(errors.ApiError, errors.on_api_error)
+    app.add_exception_handler(RequestValidationError, errors.on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
+    app.add_middleware(errors.InternalErrorMiddleware)
+    return app

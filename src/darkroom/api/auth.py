@@ -1,0 +1,27 @@
+"""The API key of a request: `Authorization: <key>` as the hosted service's examples send it,
+or `Authorization: Bearer <key>`."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from darkroom.api.errors import ApiError, Code
+from darkroom.keys import ApiKey
+
+
+def presented_key(request: Request) -> str:
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, rest = header.partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" else header
+
+
+async def require_key(request: Request) -> ApiKey:
+    raw = presented_key(request)
+    if not raw:
+        raise ApiError(
+            Code.BAD_KEY, "No API key: send it in the Authorization header (Authorization: KEY)."
+        )
+    key = await request.app.state.services.keys.authenticate(raw)
+    if key is None:
+        raise ApiError(Code.BAD_KEY, "This API key is unknown or was revoked; check the key.")
+    return key

@@ -1,0 +1,27 @@
+"""GET /files/<key>?expires=..&sig=..: result files of the local storage, by signed link only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from darkroom.services import Services
+from darkroom.storage.local import LocalStorage
+from darkroom.storage.signing import verify
+
+router = APIRouter(tags=["files"])
+
+
+@router.get("/files/{key:path}", include_in_schema=False)
+async def fetch_file(key: str, request: Request, expires: str = "", sig: str = "") -> Response:
+    services: Services = request.app.state.services
+    storage = services.storage
+    if not isinstance(storage, LocalStorage):
+        return JSONResponse({"detail": "Not Found"}, status_code=404)
+    refused = verify(storage.secret, key, expires, sig)
+    if refused:
+        return JSONResponse({"detail": f"This link is {refused}."}, status_code=403)
+    path = storage.path(key)
+    if path is None or not path.is_file():
+        return JSONResponse({"detail": "This file no longer exists."}, status_code=404)
+    return FileResponse(path, media_type="image/webp")

@@ -1,0 +1,153 @@
+"""The media routes: create a task, read its result."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from darkroom import metrics
+from darkroom.api.auth import require_key
+from darkroom.api.errors import ApiError, Code, issue
+from darkroom.api.presenters import TaskObject, task_payload
+from darkroom.api.requests import (
+    MAX_SEED,
+    CreateRequest,
+    ResultRequest,
+    parse_create,
+    parse_task_id,
+    read_json_body,
+)
+from darkroom.engines import ModelSpec
+from darkroom.ids import created_at_of, new_task_id
+from darkroom.keys import ApiKey
+from darkroom.services import Services
+from darkroom.tasks import InsufficientCredits, NewTask, QueueFull
+
+router = APIRouter(prefix="/v1/media", tags=["media"])
+AuthorizedKey = Annotated[ApiKey, Depends(require_key)]
+
+
+def _body_doc(model: type) -> dict[str, Any]:
+    schema = model.model_json_schema()  # type: ignore[attr-defined]
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
+
+
+@router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model=TaskObject)
+async def create(request: Request, key: AuthorizedKey) -> JSONResponse:
+    """Queue a generation task; answers at once with `status: "idle"`."""
+    services: Services = request.app.state.services
+    settings = services.settings
+    body = parse_create(await read_json_body(request, settings.max_body_bytes))
+    spec = _model_for(services, key, body.model)
+    _check_inputs(spec, body)
+    _check_content(services, body)
+    new = _new_task(services, key, spec, body)
+    try:
+        task = await services.store.create(new, key, max_queue=settings.max_queue)
+    except QueueFull as exc:
+        raise ApiError(
+            Code.OVERLOADED,
+            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute.",
+        ) from exc
+    except InsufficientCredits as exc:
+        raise ApiError(
+            Code.NO_BALANCE, "This API key has no credits left; ask the operator for more."
+        ) from exc
+    metrics.TASKS_CREATED.labels(task.model).inc()
+    services.wakeup.notify()
+    return JSONResponse(task_payload(task, services.storage, settings.retention_seconds))
+
+
+@router.api_route(
+    "/result",
+    methods=["GET", "POST"],
+    openapi_extra=_body_doc(ResultRequest),
+    response_model=TaskObject,
+)
+async def result(request: Request, key: AuthorizedKey) -> JSONResponse:
+    """The task's current state; `task_id` in the query string or in the JSON body."""
+    services: Services = request.app.state.services
+    body = await read_json_body(request, services.settings.max_body_bytes)
+    task_id = parse_task_id(dict(request.query_params), body)
+    task = await services.store.get(task_id, key_id=key.id)
+    if task is None:
+        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
+    return JSONResponse(task_payload(task, services.storage, services.settings.retention_seconds))
+
+
+def _model_for(services: Services, key: ApiKey, model_id: str) -> ModelSpec:
+    if model_id not in services.catalog:
+        usable = [m for m in services.catalog.ids() if key.may_use(m)]
+        raise ApiError.invalid(
+            [issue(["model"], usable, f"unknown model {model_id[:100]!r}; use one of {usable}")]
+        )
+    if not key.may_use(model_id):
+        raise ApiError(
+            Code.MODEL_NOT_ALLOWED,
+            f"This API key may not use the model {model_id!r}; it may use {key.models}.",
+        )
+    return services.catalog[model_id]
+
+
+def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
+    problems = []
+    if body.ar is not None and body.ar not in spec.ratios:
+        problems.append(
+            issue(
+                ["ar"],
+                list(spec.ratios),
+                f"{spec.id} has no aspect ratio {body.ar[:20]!r}; use one of {list(spec.ratios)}",
+            )
+        )
+    if body.images and not spec.takes_images:
+        problems.append(
+            issue(["images"], None, f"{spec.id} does not take reference images; leave out images")
+        )
+    if problems:
+        raise ApiError.invalid(problems)
+
+
+def _check_content(services: Services, body: CreateRequest) -> None:
+    policy = services.policy
+    if policy.flags(body.prompt):
+        raise ApiError(
+            Code.UNSAFE_PROMPT, "The prompt failed the content safety check; rephrase it."
+        )
+    other_text = [body.negative_prompt or "", *(body.images or [])]
+    if any(policy.flags(text) for text in other_text):
+        raise ApiError(
+            Code.SENSITIVE_CONTENT,
+            "Sensitive content was detected in the request (negative prompt or image links).",
+        )
+
+
+def _new_task(services: Services, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> NewTask:
+    width, height = spec.size_for(body.ar or spec.default_ratio)
+    # A seed is always fixed at creation, so a retried task gives the same image.
+    params: dict[str, Any] = {
+        "seed": body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    }
+    if body.negative_prompt:
+        params["negative_prompt"] = body.negative_prompt
+    if body.images:
+        params["images"] = body.images
+    now = time.time()
+    task_id = new_task_id(now)
+    return NewTask(
+        id=task_id,
+        key_id=key.id,
+        model=spec.id,
+        prompt=body.prompt,
+        ar=body.ar,
+        width=width,
+        height=height,
+        params=params,
+        batch_key=spec.batch_key(width, height, params),
+        created_at=created_at_of(task_id),
+        enqueued_at=now,
+        max_attempts=services.settings.max_attempts,
+    )

@@ -1,0 +1,77 @@
+"""Settings, read from DARKROOM_* environment variables (and `.env` is not used on purpose:
+one source of truth for operators is the environment; the model catalog lives in a TOML file)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DARKROOM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(None, description="Base of links handed to clients")
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    config: Path | None = Field(None, description="TOML file with the model catalog")
+    secret: str | None = Field(None, description="Signs file links; shared by all API nodes")
+
+    workers: int = 1
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    poll_seconds: float = 1.0
+
+    retention_hours: float = 48.0
+    sweep_seconds: float = 600.0
+    storage: Literal["local", "s3"] = "local"
+
+    max_queue: int = 10_000
+    max_body_bytes: int = 1_000_000
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with an async driver, whatever form the operator wrote."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'darkroom.db'}"
+        for plain, driver in (
+            ("sqlite://", "sqlite+aiosqlite://"),
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def retention_seconds(self) -> float:
+        return self.retention_hours * 3600
+
+    @cached_property
+    def signing_secret(self) -> bytes:
+        """DARKROOM_SECRET, or a secret kept in the data directory for a single machine."""
+        if self.secret:
+            return self.secret.encode()
+        path = self.data_dir / "secret"
+        if not path.exists():
+            # Written aside then linked into place, so two processes starting at once agree.
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f".secret-{os.getpid()}")
+            draft.write_text(secrets.token_hex(32))
+            draft.chmod(0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text().strip().encode()

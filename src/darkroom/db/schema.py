@@ -1,0 +1,58 @@
+"""The two tables. The task table is also the queue: its status and lease columns are what
+workers claim on, so the indexes below follow the claim and sweep queries."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    # None: every model of the catalog; otherwise the list of model ids this key may use.
+    sa.Column("models", sa.JSON, nullable=True),
+    # None: unlimited; otherwise the number of tasks this key may still create.
+    sa.Column("credits", sa.Integer, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False, index=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("ar", sa.String(16), nullable=True),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    # Tasks with equal batch keys can share one engine call (same model, size, steps, ...).
+    sa.Column("batch_key", sa.String(400), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("enqueued_at", sa.Float, nullable=False),
+    # A task given back after an engine error waits until then, so retries back off.
+    sa.Column("run_after", sa.Float, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("progress", sa.Integer, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("result_key", sa.String(300), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("purged_at", sa.Float, nullable=True),
+    sa.Index("ix_tasks_queue", "status", "enqueued_at"),
+    sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
+    sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
+    sa.Index("ix_tasks_finished", "status", "finished_at"),
+)

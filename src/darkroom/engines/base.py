@@ -1,0 +1,43 @@
+"""What every engine offers the worker: turn a batch of compatible jobs into images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from PIL import Image
+
+from darkroom.engines.catalog import ModelSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    """One task's share of a batch: everything an engine needs, nothing of the queue."""
+
+    task_id: str
+    prompt: str
+    width: int
+    height: int
+    seed: int
+    negative_prompt: str | None = None
+    images: tuple[str, ...] = ()
+    options: dict[str, Any] | None = None
+
+
+class GenerationError(Exception):
+    """A failure that retrying will not fix (a blocked prompt, an unusable reference image).
+    Its message is shown to the user as the task's `message`."""
+
+
+# An engine answers each job with an image, or with the reason that job alone failed.
+Outcome = Image.Image | GenerationError
+
+
+class Engine(Protocol):
+    spec: ModelSpec
+
+    async def generate(self, jobs: list[Job]) -> list[Outcome]:
+        """Images for the jobs, in order. Raising fails (and may retry) the whole batch."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,112 @@
+"""API keys: created by an operator, shown once, stored as SHA-256 hashes.
+
+Keys are 32 random bytes, so a fast hash is as safe as a slow one here (there is no dictionary
+to try) and keeps authentication to one indexed lookup per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from darkroom.db import Database, api_keys
+
+KEY_PREFIX = "dk_"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    name: str
+    prefix: str
+    models: list[str] | None
+    credits: int | None
+    created_at: float
+    revoked_at: float | None
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _row_to_key(row: sa.Row) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        models=row.models,
+        credits=row.credits,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, name: str, *, models: list[str] | None = None, credits: int | None = None
+    ) -> tuple[str, ApiKey]:
+        """Returns the raw key (the only time it exists outside the client) and its record."""
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                api_keys.insert()
+                .values(
+                    name=name,
+                    prefix=raw[:10],
+                    key_hash=hash_key(raw),
+                    models=models,
+                    credits=credits,
+                    created_at=time.time(),
+                )
+                .returning(*api_keys.c)
+            )
+            return raw, _row_to_key(result.one())
+
+    async def authenticate(self, raw: str) -> ApiKey | None:
+        """The live key for a raw key, or None when it is unknown or revoked."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(api_keys).where(
+                        api_keys.c.key_hash == hash_key(raw), api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).one_or_none()
+        return _row_to_key(row) if row else None
+
+    async def list(self) -> list[ApiKey]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(sa.select(api_keys).order_by(api_keys.c.id))).all()
+        return [_row_to_key(row) for row in rows]
+
+    async def revoke(self, ident: str) -> bool:
+        """Revokes by numeric id, by prefix as listed, or by the raw key itself."""
+        if ident.isdigit():
+            match = api_keys.c.id == int(ident)
+        elif ident.startswith(KEY_PREFIX) and len(ident) > 20:
+            match = api_keys.c.key_hash == hash_key(ident)
+        else:
+            match = api_keys.c.prefix == ident
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                api_keys.update()
+                .where(match, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+        return result.rowcount > 0
+
+    async def count(self) -> int:
+        async with self.db.read() as conn:
+            return (
+                await conn.execute(sa.select(sa.func.count()).select_from(api_keys))
+            ).scalar_one()

@@ -1,0 +1,37 @@
+"""The sweeper: deletes result files past the retention period. Task records stay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from darkroom.storage import Storage
+from darkroom.tasks import TaskStore
+
+log = structlog.get_logger("darkroom.retention")
+
+
+async def sweep_once(store: TaskStore, storage: Storage, retention_seconds: float) -> int:
+    """Deletes every expired result; returns how many."""
+    swept = 0
+    while expired := await store.expired_results(time.time() - retention_seconds):
+        keys = [task.result_key for task in expired if task.result_key]
+        await storage.delete(keys)
+        await store.mark_purged([task.id for task in expired])
+        swept += len(expired)
+    if swept:
+        log.info("expired results deleted", count=swept)
+    return swept
+
+
+async def sweep_forever(
+    store: TaskStore, storage: Storage, retention_seconds: float, every_seconds: float
+) -> None:
+    while True:
+        try:
+            await sweep_once(store, storage, retention_seconds)
+        except Exception:
+            log.exception("sweep failed; trying again later")
+        await asyncio.sleep(every_seconds)

@@ -1,0 +1,89 @@
+"""The composition root: one place that builds the parts from settings, for the API process
+and for worker processes alike."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog
+
+from darkroom.config import Settings
+from darkroom.db import Database
+from darkroom.db.migrate import migrate
+from darkroom.engines import Catalog
+from darkroom.keys import KeyStore
+from darkroom.safety import ContentPolicy
+from darkroom.settings_file import SettingsFile
+from darkroom.storage import Storage, open_storage
+from darkroom.tasks import TaskStore
+from darkroom.worker import EnginePool, Wakeup, Worker
+from darkroom.worker.loop import new_owner_name
+
+log = structlog.get_logger("darkroom")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    store: TaskStore
+    storage: Storage
+    catalog: Catalog
+    policy: ContentPolicy
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    engines: EnginePool | None = None
+    workers: list[Worker] = field(default_factory=list)
+    _running: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Services:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        file = SettingsFile.load(settings.config)
+        db = Database(settings.sqlalchemy_url)
+        return cls(
+            settings=settings,
+            db=db,
+            keys=KeyStore(db),
+            store=TaskStore(db),
+            storage=open_storage(settings),
+            catalog=file.catalog,
+            policy=file.policy,
+        )
+
+    async def migrate(self) -> None:
+        await migrate(self.db)
+
+    def start_workers(self, count: int, models: list[str] | None = None) -> None:
+        if count <= 0:
+            return
+        self.engines = EnginePool(self.catalog, self.settings.data_dir)
+        for index in range(count):
+            worker = Worker(
+                self.store,
+                self.storage,
+                self.catalog,
+                self.engines,
+                retention_hours=self.settings.retention_hours,
+                lease_seconds=self.settings.lease_seconds,
+                poll_seconds=self.settings.poll_seconds,
+                models=models,
+                wakeup=self.wakeup,
+                name=new_owner_name(index),
+            )
+            self.workers.append(worker)
+            self._running.append(asyncio.create_task(worker.run(), name=worker.owner))
+
+    async def stop_workers(self) -> None:
+        """Stops claiming, lets every batch in hand finish, and waits for the workers."""
+        for worker in self.workers:
+            worker.stop()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        self._running.clear()
+        if self.engines is not None:
+            await self.engines.close()
+
+    async def close(self) -> None:
+        await self.stop_workers()
+        await self.db.dispose()

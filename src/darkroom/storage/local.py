@@ -1,0 +1,51 @@
+"""Local-disk storage: files under one folder, fetched through the API's /files route with
+signed, expiring links."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from darkroom.storage.signing import sign
+
+
+class LocalStorage:
+    def __init__(self, root: Path, base_url: str, secret: bytes) -> None:
+        self.root = root.resolve()
+        self.base_url = base_url.rstrip("/")
+        self.secret = secret
+
+    def path(self, key: str) -> Path | None:
+        """The file for a key, or None for a key that would leave the storage folder."""
+        path = (self.root / key).resolve()
+        return path if path.is_relative_to(self.root) and path != self.root else None
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(self._write, key, data)
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        if path is None:
+            raise ValueError(f"storage key outside the storage folder: {key}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.part")
+        draft.write_bytes(data)
+        draft.replace(path)  # readers see the whole file or none of it
+
+    def url(self, key: str, expires_at: float) -> str:
+        expires = int(expires_at)
+        query = urlencode({"expires": expires, "sig": sign(self.secret, key, expires)})
+        return f"{self.base_url}/files/{quote(key)}?{query}"
+
+    async def delete(self, keys: list[str]) -> None:
+        await asyncio.to_thread(self._unlink, keys)
+
+    def _unlink(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self.path(key)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()

@@ -1,0 +1,283 @@
+"""The task store. Its table is the queue: a worker claims idle tasks by taking a lease
+(owner, expiry, attempt) in one statement, extends it while it works, and finishes the task
+only if it still holds that lease, so a worker that lost its lease can never overwrite a newer
+attempt's result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from darkroom.db import Database, api_keys, tasks
+from darkroom.keys import ApiKey
+from darkroom.tasks.model import NewTask, Task, TaskStatus
+
+IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
+LEASE_LOST_MESSAGE = (
+    "The worker generating this image stopped responding on every attempt; "
+    "the task was given up. Please create it again."
+)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before a failed attempt is tried again: 2, 4, 8, ... capped at a minute."""
+    return min(2.0**attempt, 60.0)
+
+
+class QueueFull(Exception):
+    """More tasks are waiting than the server accepts."""
+
+
+class InsufficientCredits(Exception):
+    """The key has no credits left."""
+
+
+class TaskStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # PostgreSQL lets concurrent workers skip each other's rows; SQLite has one writer anyway.
+        self._lock_rows = not db.is_sqlite
+
+    # -- the API's side -----------------------------------------------------------------
+
+    async def create(self, new: NewTask, key: ApiKey, *, max_queue: int) -> Task:
+        """Queues a task, charging the key one credit; durable when this returns."""
+        async with self.db.write() as conn:
+            depth = await self._queue_depth(conn)
+            if depth >= max_queue:
+                raise QueueFull(depth)
+            if key.credits is not None:
+                charged = await conn.execute(
+                    api_keys.update()
+                    .where(api_keys.c.id == key.id, api_keys.c.credits > 0)
+                    .values(credits=api_keys.c.credits - 1)
+                )
+                if charged.rowcount == 0:
+                    raise InsufficientCredits()
+            row = (
+                await conn.execute(
+                    tasks.insert()
+                    .values(**vars(new), status=IDLE, attempt=0, cancel_requested=False)
+                    .returning(*tasks.c)
+                )
+            ).one()
+        return Task.from_row(row)
+
+    async def get(self, task_id: str, key_id: int | None = None) -> Task | None:
+        """The task, or None; with a key id, only that key's task."""
+        query = sa.select(tasks).where(tasks.c.id == task_id)
+        if key_id is not None:
+            query = query.where(tasks.c.key_id == key_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return Task.from_row(row) if row else None
+
+    async def queue_depth(self) -> int:
+        async with self.db.read() as conn:
+            return await self._queue_depth(conn)
+
+    async def count_by_status(self) -> dict[str, int]:
+        query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
+        async with self.db.read() as conn:
+            counts = dict((await conn.execute(query)).tuples().all())
+        return {status.value: counts.get(status.value, 0) for status in TaskStatus}
+
+    @staticmethod
+    async def _queue_depth(conn: AsyncConnection) -> int:
+        query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == IDLE)
+        return (await conn.execute(query)).scalar_one()
+
+    # -- the worker's side --------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        models: Sequence[str] | None = None,
+        batch_key: str | None = None,
+    ) -> list[Task]:
+        """Leases up to `limit` idle tasks that can share one engine call, oldest first.
+
+        With no batch key, the oldest idle task (of the given models) chooses it.
+        """
+        now = time.time()
+        idle = tasks.c.status == IDLE
+        ready = sa.and_(idle, tasks.c.run_after <= now)
+        if batch_key is None:
+            leader = sa.select(tasks.c.batch_key).where(ready).order_by(tasks.c.enqueued_at)
+            if models is not None:
+                leader = leader.where(tasks.c.model.in_(models))
+            leader = leader.limit(1)
+            if self._lock_rows:
+                leader = leader.with_for_update(skip_locked=True)
+            same_batch = tasks.c.batch_key == leader.scalar_subquery()
+        else:
+            same_batch = tasks.c.batch_key == batch_key
+        chosen = (
+            sa.select(tasks.c.id)
+            .where(ready, same_batch)
+            .order_by(tasks.c.enqueued_at)
+            .limit(limit)
+        )
+        if self._lock_rows:
+            chosen = chosen.with_for_update(skip_locked=True)
+        claim = (
+            tasks.update()
+            .where(tasks.c.id.in_(chosen), idle)
+            .values(
+                status=PROCESSING,
+                lease_owner=owner,
+                lease_expires_at=now + lease_seconds,
+                attempt=tasks.c.attempt + 1,
+                started_at=now,
+                progress=0,
+            )
+            .returning(*tasks.c)
+        )
+        async with self.db.write() as conn:
+            rows = (await conn.execute(claim)).all()
+        return sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
+
+    async def extend_leases(self, owner: str, task_ids: Iterable[str], lease_seconds: float) -> int:
+        """The heartbeat: pushes the expiry of the leases this owner still holds."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id.in_(list(task_ids)),
+                    tasks.c.lease_owner == owner,
+                    tasks.c.status == PROCESSING,
+                )
+                .values(lease_expires_at=time.time() + lease_seconds)
+            )
+        return result.rowcount
+
+    async def complete(self, task: Task, owner: str, result_key: str) -> bool:
+        """Marks the task done if this owner's attempt still holds the lease."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(_holds_lease(task, owner))
+                .values(
+                    status=DONE,
+                    result_key=result_key,
+                    finished_at=time.time(),
+                    progress=100,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+        return result.rowcount > 0
+
+    async def fail(self, task: Task, owner: str, message: str, *, retry: bool) -> TaskStatus | None:
+        """Gives the task back to the queue (when retry is allowed and attempts remain) or fails
+        it for good, refunding its credit. Returns the new status, or None if the lease was lost."""
+        again = retry and task.attempt < task.max_attempts
+        values = (
+            {"status": IDLE, "progress": None, "run_after": time.time() + retry_delay(task.attempt)}
+            if again
+            else {"status": FAILED, "message": message, "finished_at": time.time()}
+        )
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(_holds_lease(task, owner))
+                .values(**values, lease_owner=None, lease_expires_at=None)
+            )
+            if result.rowcount == 0:
+                return None
+            if not again:
+                await _refund(conn, [task.key_id])
+        return TaskStatus(values["status"])
+
+    async def release(self, claimed: Iterable[Task], owner: str) -> int:
+        """Puts tasks back unstarted (a worker shutting down); the attempt does not count."""
+        released = 0
+        async with self.db.write() as conn:
+            for task in claimed:
+                result = await conn.execute(
+                    tasks.update()
+                    .where(_holds_lease(task, owner))
+                    .values(
+                        status=IDLE,
+                        attempt=tasks.c.attempt - 1,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        progress=None,
+                    )
+                )
+                released += result.rowcount
+        return released
+
+    async def requeue_expired(self) -> tuple[int, int]:
+        """Tasks whose worker stopped heartbeating go back to idle, or fail after their last
+        attempt. Returns (requeued, failed)."""
+        now = time.time()
+        expired = sa.and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < now)
+        cleared = {"lease_owner": None, "lease_expires_at": None}
+        async with self.db.write() as conn:
+            requeued = await conn.execute(
+                tasks.update()
+                .where(expired, tasks.c.attempt < tasks.c.max_attempts)
+                .values(status=IDLE, progress=None, **cleared)
+            )
+            failed_rows = (
+                await conn.execute(
+                    tasks.update()
+                    .where(expired, tasks.c.attempt >= tasks.c.max_attempts)
+                    .values(
+                        status=FAILED,
+                        finished_at=now,
+                        message=LEASE_LOST_MESSAGE,
+                        **cleared,
+                    )
+                    .returning(tasks.c.key_id)
+                )
+            ).all()
+            await _refund(conn, [row.key_id for row in failed_rows])
+        return requeued.rowcount, len(failed_rows)
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def expired_results(self, finished_before: float, limit: int = 500) -> list[Task]:
+        query = (
+            sa.select(tasks)
+            .where(
+                tasks.c.status == DONE,
+                tasks.c.finished_at < finished_before,
+                tasks.c.purged_at.is_(None),
+            )
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [Task.from_row(row) for row in (await conn.execute(query)).all()]
+
+    async def mark_purged(self, task_ids: Sequence[str]) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                tasks.update().where(tasks.c.id.in_(task_ids)).values(purged_at=time.time())
+            )
+
+
+def _holds_lease(task: Task, owner: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        tasks.c.id == task.id,
+        tasks.c.lease_owner == owner,
+        tasks.c.attempt == task.attempt,
+        tasks.c.status == PROCESSING,
+    )
+
+
+async def _refund(conn: AsyncConnection, key_ids: list[int]) -> None:
+    """Failed tasks give their credit back to keys that have a balance."""
+    for key_id in key_ids:
+        await conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == key_id, api_keys.c.credits.is_not(None))
+            .values(credits=api_keys.c.credits + 1)
+        )
