@@ -78,6 +78,8 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(Code.INVALID, f"The request body is not valid JSON: {exc}.") from exc
+    except RecursionError as exc:
+        raise ApiError(Code.INVALID, "The request body nests JSON too deeply.") from exc
     if not isinstance(data, dict):
         raise ApiError(Code.INVALID, "The request body must be a JSON object.")
     return data

@@ -1,0 +1,44 @@
+# Two commands for a fresh machine:
+#   make serve   set up .venv, migrate, create a first key, serve the demo on 127.0.0.1:8000
+#   make test    set up .venv and the test services, run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch, installed before anything that requires torch so that pip does not
+# fetch a CUDA build of several GB.
+TORCH ?= torch==2.13.0
+
+.PHONY: serve test lint bench-api clean
+
+serve: $(VENV)/.serve-installed
+	$(BIN)/darkroom serve --config config/demo.toml --first-key
+
+test: $(VENV)/.test-installed
+	bash scripts/test-services.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench-api: $(VENV)/.test-installed
+	$(BIN)/python bench/api.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.torch-installed: | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	touch $@
+
+$(VENV)/.serve-installed: pyproject.toml $(VENV)/.torch-installed
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.torch-installed
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) data tests/js/node_modules
