@@ -79,6 +79,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.lease_seconds),
+        timeout_keep_alive=int(settings.keep_alive_seconds),
     )
 
 

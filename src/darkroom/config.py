@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     max_queue: int = 10_000
     max_body_bytes: int = 1_000_000
+    # Longer than a load balancer's idle timeout (60 s on common ones), so the server is never
+    # the side that closes an idle connection just as a client reuses it.
+    keep_alive_seconds: float = 75.0
     log_level: str = "info"
 
     @property
