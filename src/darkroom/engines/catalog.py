@@ -18,7 +18,7 @@ from typing import Any
 
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
 
-ENGINE_NAMES = ("tiny",)
+ENGINE_NAMES = ("tiny", "diffusers", "google", "openai", "relay")
 
 
 class CatalogError(ValueError):

@@ -19,11 +19,15 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import Job, Outcome
+from darkroom.engines.base import BatchMonitor, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
 
 BUILD_SEED = 0
 DEFAULT_STEPS = 4
+
+
+def open_engine(spec: ModelSpec, data_dir: Path) -> TinyEngine:
+    return TinyEngine(spec, data_dir / "models")
 
 
 class TinyEngine:
@@ -36,7 +40,7 @@ class TinyEngine:
         self._pipeline: Any = None
         self._lock = threading.Lock()
 
-    async def generate(self, jobs: list[Job]) -> list[Outcome]:
+    async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         return await asyncio.to_thread(self._generate, jobs)
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ import uuid
 import structlog
 
 from darkroom import metrics
-from darkroom.engines import Catalog, GenerationError, Job
+from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job
 from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
@@ -125,7 +125,7 @@ class Worker:
         try:
             engine = await self.engines.get(model)
             started = time.perf_counter()
-            outcomes = await engine.generate([_job(task) for task in batch])
+            outcomes = await engine.generate([_job(task) for task in batch], BatchMonitor())
             metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.labels(model).observe(len(batch))
             for task, outcome in zip(batch, outcomes, strict=True):
