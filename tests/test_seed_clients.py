@@ -16,15 +16,15 @@ from PIL import Image
 
 JS = Path(__file__).parent / "js"
 PROMPT = (
-    "Cinematic, high-quality photo of Thanos in a serene Japanese forest, clad in a traditional "
-    "samurai armor made of white porcelain, adorned with intricate blue paintings that evoke the "
-    "art of ancient Japanese ceramics. The armor's delicate, hand-painted designs seem to shimmer "
-    "in the soft, dappled light filtering through the forest canopy. Thanos wields a heavy, curved "
-    "katana with a worn, wooden scabbard, its blade gleaming with a subtle, deadly sheen. The scene "
-    "is captured in a dramatic, close-up angle, with the misty forest atmosphere and the soft, "
-    "golden light of dawn or dusk accentuating the armor's ethereal beauty, while the weight and "
-    "power of the katana seem to anchor Thanos to the earth, ready to unleash his fury upon the "
-    "world."
+    "Cinematic, high-quality photo of Thanos in a serene Japanese forest, clad in a "
+    "traditional samurai armor made of white porcelain, adorned with intricate blue paintings"
+    " that evoke the art of ancient Japanese ceramics. The armor's delicate, hand-painted "
+    "designs seem to shimmer in the soft, dappled light filtering through the forest canopy. "
+    "Thanos wields a heavy, curved katana with a worn, wooden scabbard, its blade gleaming "
+    "with a subtle, deadly sheen. The scene is captured in a dramatic, close-up angle, with "
+    "the misty forest atmosphere and the soft, golden light of dawn or dusk accentuating the "
+    "armor's ethereal beauty, while the weight and power of the katana seem to anchor Thanos "
+    "to the earth, ready to unleash his fury upon the world."
 )
 SEED_SIZE_9_21 = (640, 1536)
 
@@ -66,8 +66,9 @@ def test_seed_python_requests_example(darkroom, api_key):
 
 
 def curl(*args: str) -> str:
-    return subprocess.run(["curl", "--silent", "--show-error", *args], check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["curl", "--silent", "--show-error", *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def test_seed_curl_example(darkroom, api_key, tmp_path):
