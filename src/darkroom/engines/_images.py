@@ -1,0 +1,47 @@
+"""Picture plumbing for upstream engines: decode what a provider returned, pick the provider
+ratio nearest to the size asked for, and bring the picture to exactly that size."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+from darkroom.engines.base import GenerationError
+
+
+def decode(data: bytes, provider: str) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise GenerationError(f"{provider} returned data that is not an image.") from exc
+    return image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+
+
+def ratio_value(ratio: str) -> float:
+    width, height = ratio.split(":")
+    return int(width) / int(height)
+
+
+def nearest_ratio(width: int, height: int, ratios: Iterable[str]) -> str:
+    """The ratio among `ratios` closest to width:height (compared on a log scale, so 2:1 and
+    1:2 are equally far from 1:1)."""
+    wanted = math.log(width / height)
+    return min(ratios, key=lambda r: abs(math.log(ratio_value(r)) - wanted))
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """`image` scaled to cover width x height and center-cropped to it: a 16:9 picture serves
+    a 21:9 task by losing bands at top and bottom, never by being stretched."""
+    if image.size == (width, height):
+        return image
+    scale = max(width / image.width, height / image.height)
+    scaled_w = max(width, round(image.width * scale))
+    scaled_h = max(height, round(image.height * scale))
+    image = image.resize((scaled_w, scaled_h), Image.Resampling.LANCZOS)
+    left = (scaled_w - width) // 2
+    top = (scaled_h - height) // 2
+    return image.crop((left, top, left + width, top + height))

@@ -1,0 +1,189 @@
+"""What every upstream engine (google, openai, relay) shares: a limit on requests in flight, a
+timeout per request, retries with backoff and jitter for failures that may pass (429, 5xx, a
+lost connection, a timeout) and none for the rest, and messages a user can act on that never
+carry a credential.
+
+An engine translates its SDK's exceptions into `UpstreamFailure` (or `GenerationError` for a
+safety block); `Upstream.call` owns the limit, the timeout and the retries, and turns what is
+left after the last try into a `GenerationError`, which fails that task alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+import tenacity
+from PIL import Image
+
+from darkroom.engines.base import GenerationError, Job, Outcome
+
+log = structlog.get_logger("darkroom.engines")
+T = TypeVar("T")
+
+# Shapes of credentials that a provider's error text may echo back (API keys, OAuth tokens).
+_SECRET_SHAPES = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,}|ya29\.[0-9A-Za-z_\-.]+"
+    r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
+)
+MAX_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    """Catalog options every upstream engine reads, with their defaults."""
+
+    max_in_flight: int = 4
+    timeout_seconds: float = 120.0
+    attempts: int = 4  # tries per request, the first included
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 30.0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> UpstreamLimits:
+        return cls(
+            max_in_flight=max(1, int(options.get("max_in_flight", cls.max_in_flight))),
+            timeout_seconds=float(options.get("timeout_seconds", cls.timeout_seconds)),
+            attempts=max(1, int(options.get("attempts", cls.attempts))),
+            retry_initial_seconds=float(
+                options.get("retry_initial_seconds", cls.retry_initial_seconds)
+            ),
+            retry_max_seconds=float(options.get("retry_max_seconds", cls.retry_max_seconds)),
+        )
+
+
+class UpstreamFailure(Exception):
+    """A call to the provider failed. `message` is meant for the user; `retryable` failures
+    (rate limits, server errors, lost connections, timeouts) are tried again."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+def http_failure(
+    provider: str, status: int, detail: str | None, secrets: Iterable[str]
+) -> UpstreamFailure:
+    """The failure for an HTTP error status from `provider`, retryable for 408, 429 and 5xx."""
+    if status == 429:
+        return UpstreamFailure(f"{provider} is rate limiting requests (HTTP 429)", retryable=True)
+    if status == 408 or status >= 500:
+        return UpstreamFailure(
+            f"{provider} is not available right now (HTTP {status})", retryable=True
+        )
+    if status in (401, 403):
+        return UpstreamFailure(
+            f"{provider} refused this server's credentials (HTTP {status}); "
+            "please tell the operator of this service",
+            retryable=False,
+        )
+    said = f": {scrub(detail, secrets)}" if detail else ""
+    return UpstreamFailure(f"{provider} refused the request (HTTP {status}){said}", retryable=False)
+
+
+def connection_failure(provider: str, exc: BaseException) -> UpstreamFailure:
+    kind = (
+        "did not answer in time"
+        if "timeout" in type(exc).__name__.lower()
+        else "could not be reached"
+    )
+    return UpstreamFailure(f"{provider} {kind} ({type(exc).__name__})", retryable=True)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` without any known secret or anything shaped like one, and not too long."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    text = _SECRET_SHAPES.sub("[redacted]", text)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+class Upstream:
+    """One engine's connection policy to its provider."""
+
+    def __init__(self, provider: str, limits: UpstreamLimits) -> None:
+        self.provider = provider
+        self.limits = limits
+        self._slots = asyncio.Semaphore(limits.max_in_flight)
+
+    async def call(self, request: Callable[[], Awaitable[T]]) -> T:
+        """`request()` within the in-flight limit and the timeout, tried again on a retryable
+        failure. Raises GenerationError when it cannot succeed."""
+        limits = self.limits
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(limits.attempts),
+            wait=tenacity.wait_exponential_jitter(
+                initial=limits.retry_initial_seconds,
+                max=limits.retry_max_seconds,
+                jitter=limits.retry_initial_seconds,
+            ),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, UpstreamFailure) and exc.retryable
+            ),
+            reraise=True,
+        )
+        try:
+            return await retrying(self._once, request)
+        except UpstreamFailure as exc:
+            if exc.retryable:
+                raise GenerationError(
+                    f"{exc.message}; it was tried {limits.attempts} times. Please try again later."
+                ) from exc
+            raise GenerationError(f"{exc.message}.") from exc
+
+    async def _once(self, request: Callable[[], Awaitable[T]]) -> T:
+        # A slot is held for one try only, never through a backoff sleep.
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.limits.timeout_seconds):
+                    return await request()
+            except TimeoutError as exc:
+                raise UpstreamFailure(
+                    f"{self.provider} did not answer within {self.limits.timeout_seconds:g} s",
+                    retryable=True,
+                ) from exc
+
+
+async def each_job(
+    jobs: list[Job], generate_one: Callable[[Job], Awaitable[Image.Image]]
+) -> list[Outcome]:
+    """Runs the jobs of a batch concurrently (each engine's limit bounds them) and answers
+    each with its image or the reason it alone failed. Anything else is a bug: it is raised,
+    which fails (and retries) the whole batch."""
+    results = await asyncio.gather(*(generate_one(job) for job in jobs), return_exceptions=True)
+    outcomes: list[Outcome] = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, GenerationError):
+            log.info("upstream job failed", task_id=job.task_id, message=str(result))
+            outcomes.append(result)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            outcomes.append(result)
+    return outcomes
+
+
+def prompt_blocked(provider: str, reason: str | None = None) -> GenerationError:
+    """A refused prompt: code 1002 of the media API, named in the text for clients that
+    only read messages."""
+    said = f" ({scrub(reason)})" if reason else ""
+    return GenerationError(
+        f"The prompt was blocked by {provider}'s content safety check{said} "
+        "(code 1002); rephrase it and try again."
+    )
+
+
+def image_blocked(provider: str, reason: str | None = None) -> GenerationError:
+    """A generated (or reference) image withheld by the provider's filter: code 1001."""
+    said = f" ({scrub(reason)})" if reason else ""
+    return GenerationError(
+        f"The image was blocked by {provider}'s safety filter{said}: sensitive content "
+        "(code 1001); change the prompt and try again."
+    )
