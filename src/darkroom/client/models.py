@@ -1,0 +1,70 @@
+"""The task object as the API answers it, with the extension fields when a server sends them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Statuses after which a task never changes. "error" is not sent by Darkroom but the hosted
+# service's clients treat it as final, so this client does too.
+DONE = "done"
+FAILED_STATUSES = ("failed", "error")
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    model: str
+    prompt: str
+    created_at: int
+    status: str
+    url: str | None = None
+    message: str | None = None
+    progress: float | None = None
+    """0 to 100 while processing, when the server reports it."""
+    queue_position: int | None = None
+    """Tasks ahead of this one while idle, when the server reports it."""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The answer as received, every field included."""
+
+    @property
+    def done(self) -> bool:
+        return self.status == DONE
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def finished(self) -> bool:
+        return self.done or self.failed
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Task:
+        """Raises KeyError, TypeError or ValueError for an answer that is not a task."""
+        return cls(
+            id=str(data["id"]),
+            model=str(data.get("model", "")),
+            prompt=str(data.get("prompt", "")),
+            created_at=int(data.get("created_at") or 0),
+            status=str(data["status"]),
+            url=data.get("url"),
+            message=data.get("message"),
+            progress=_number(data.get("progress")),
+            queue_position=_integer(data.get("queue_position")),
+            raw=dict(data),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int: keep it out, a stray true is not 1 %.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _integer(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
