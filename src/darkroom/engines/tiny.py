@@ -4,7 +4,8 @@ to run on a CPU in a fraction of a second. It exercises the path a hub model tak
 anywhere; its images are noise-like, and it says so in the demo catalog.
 
 It denoises at a quarter of the output's side and resizes to the requested size, since its
-output carries no detail worth the extra time.
+output carries no detail worth the extra time. Like the diffusers engine, it reports progress
+and stops at the next denoising step once its whole batch is canceled (see callbacks.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, Job, Outcome
+from darkroom.engines.callbacks import StepCallback, release_cached_memory, run_jobs
 from darkroom.engines.catalog import ModelSpec
+from darkroom.engines.memory import folder_weight_bytes, pipeline_bytes
 
 BUILD_SEED = 0
 DEFAULT_STEPS = 4
@@ -40,27 +43,46 @@ class TinyEngine:
         self._pipeline: Any = None
         self._lock = threading.Lock()
 
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load)
+
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        return await asyncio.to_thread(self._generate, jobs)
+        return await asyncio.to_thread(self._generate, jobs, monitor)
+
+    def memory_bytes(self) -> int:
+        """What the loaded pipeline holds; before loading, what its weights take on disk."""
+        if self._pipeline is not None:
+            return pipeline_bytes(self._pipeline)
+        return folder_weight_bytes(self.folder)
 
     async def close(self) -> None:
-        self._pipeline = None
+        with self._lock:
+            self._pipeline = None
+        release_cached_memory()
 
-    def _generate(self, jobs: list[Job]) -> list[Outcome]:
+    def _generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         import torch
 
         pipeline = self._load()
-        width, height = jobs[0].width, jobs[0].height
         with self._lock, torch.inference_mode():
-            result = pipeline(
-                prompt=[job.prompt for job in jobs],
-                negative_prompt=[job.negative_prompt or "" for job in jobs],
-                width=_generation_side(width, self.scale),
-                height=_generation_side(height, self.scale),
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance,
-                generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
+            return run_jobs(
+                lambda part, callback: self._call(pipeline, part, callback), jobs, monitor
             )
+
+    def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Image.Image]:
+        import torch
+
+        width, height = jobs[0].width, jobs[0].height
+        result = pipeline(
+            prompt=[job.prompt for job in jobs],
+            negative_prompt=[job.negative_prompt or "" for job in jobs],
+            width=_generation_side(width, self.scale),
+            height=_generation_side(height, self.scale),
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+            generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
+            callback_on_step_end=callback,
+        )
         return [image.resize((width, height), Image.Resampling.BICUBIC) for image in result.images]
 
     def _load(self) -> Any:
