@@ -16,6 +16,7 @@ from darkroom.keys import ApiKey
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
+CANCELED_MESSAGE = "canceled"
 LEASE_LOST_MESSAGE = (
     "The worker generating this image stopped responding on every attempt; "
     "the task was given up. Please create it again."
@@ -84,6 +85,44 @@ class TaskStore:
         async with self.db.read() as conn:
             counts = dict((await conn.execute(query)).tuples().all())
         return {status.value: counts.get(status.value, 0) for status in TaskStatus}
+
+    async def queue_position(self, task: Task) -> int:
+        """Idle tasks enqueued before this one (0: next in line). Uses the (status, enqueued_at)
+        index, so it costs about as much as the tasks it counts."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(tasks)
+            .where(tasks.c.status == IDLE, tasks.c.enqueued_at < task.enqueued_at)
+        )
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).scalar_one()
+
+    async def cancel(self, task_id: str, key_id: int) -> Task | None:
+        """The owner's cancel: an idle task fails at once with "canceled" (and its credit comes
+        back); a processing one is flagged for its worker, which stops it at the next denoising
+        step; a finished one is left as it is. Returns the task as it now stands, or None."""
+        mine = sa.and_(tasks.c.id == task_id, tasks.c.key_id == key_id)
+        async with self.db.write() as conn:
+            failed = await conn.execute(
+                tasks.update()
+                .where(mine, tasks.c.status == IDLE)
+                .values(
+                    status=FAILED,
+                    message=CANCELED_MESSAGE,
+                    finished_at=time.time(),
+                    cancel_requested=True,
+                    progress=None,
+                )
+            )
+            if failed.rowcount:
+                await _refund(conn, [key_id])
+            else:
+                await conn.execute(
+                    tasks.update()
+                    .where(mine, tasks.c.status == PROCESSING)
+                    .values(cancel_requested=True)
+                )
+        return await self.get(task_id, key_id)
 
     @staticmethod
     async def _queue_depth(conn: AsyncConnection) -> int:
@@ -157,6 +196,43 @@ class TaskStore:
             )
         return result.rowcount
 
+    async def beat(
+        self,
+        owner: str,
+        task_ids: Iterable[str],
+        *,
+        lease_seconds: float | None = None,
+        progress: int | None = None,
+    ) -> int:
+        """One write for a batch's heartbeat: extends its leases, records its progress (0-100),
+        or both, for the tasks this owner still holds."""
+        values: dict[str, object] = {}
+        if lease_seconds is not None:
+            values["lease_expires_at"] = time.time() + lease_seconds
+        if progress is not None:
+            values["progress"] = progress
+        if not values:
+            return 0
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id.in_(list(task_ids)),
+                    tasks.c.lease_owner == owner,
+                    tasks.c.status == PROCESSING,
+                )
+                .values(**values)
+            )
+        return result.rowcount
+
+    async def cancel_requested(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of these tasks their owners asked to cancel (a read by primary key)."""
+        query = sa.select(tasks.c.id).where(
+            tasks.c.id.in_(list(task_ids)), tasks.c.cancel_requested.is_(True)
+        )
+        async with self.db.read() as conn:
+            return set((await conn.execute(query)).scalars().all())
+
     async def complete(self, task: Task, owner: str, result_key: str) -> bool:
         """Marks the task done if this owner's attempt still holds the lease."""
         async with self.db.write() as conn:
@@ -221,6 +297,16 @@ class TaskStore:
         expired = sa.and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < now)
         cleared = {"lease_owner": None, "lease_expires_at": None}
         async with self.db.write() as conn:
+            # A canceled task whose worker died is not run again: it ends as its owner asked.
+            canceled_rows = (
+                await conn.execute(
+                    tasks.update()
+                    .where(expired, tasks.c.cancel_requested.is_(True))
+                    .values(status=FAILED, finished_at=now, message=CANCELED_MESSAGE, **cleared)
+                    .returning(tasks.c.key_id)
+                )
+            ).all()
+            await _refund(conn, [row.key_id for row in canceled_rows])
             requeued = await conn.execute(
                 tasks.update()
                 .where(expired, tasks.c.attempt < tasks.c.max_attempts)
