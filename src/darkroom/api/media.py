@@ -1,4 +1,4 @@
-"""The media routes: create a task, read its result."""
+"""The media routes: create a task, read its result, cancel it (an extension)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from darkroom.engines import ModelSpec
 from darkroom.ids import created_at_of, new_task_id
 from darkroom.keys import ApiKey
 from darkroom.services import Services
-from darkroom.tasks import InsufficientCredits, NewTask, QueueFull
+from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 AuthorizedKey = Annotated[ApiKey, Depends(require_key)]
@@ -76,7 +76,31 @@ async def result(request: Request, key: AuthorizedKey) -> JSONResponse:
     task = await services.store.get(task_id, key_id=key.id)
     if task is None:
         raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
-    return JSONResponse(task_payload(task, services.storage, services.settings.retention_seconds))
+    return JSONResponse(await _live_payload(services, task))
+
+
+@router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model=TaskObject)
+async def cancel(request: Request, key: AuthorizedKey) -> JSONResponse:
+    """Extension: cancel a task; `task_id` in the query string or in the JSON body.
+
+    An idle task fails at once with the message "canceled"; a processing one stops at its next
+    denoising step and then fails the same way; a finished one is left as it is. The answer is
+    the task as it stands after the request."""
+    services: Services = request.app.state.services
+    body = await read_json_body(request, services.settings.max_body_bytes)
+    task_id = parse_task_id(dict(request.query_params), body)
+    task = await services.store.cancel(task_id, key.id)
+    if task is None:
+        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
+    return JSONResponse(await _live_payload(services, task))
+
+
+async def _live_payload(services: Services, task: Task) -> dict[str, Any]:
+    """The task object, with its place in the queue while it waits."""
+    position = await services.store.queue_position(task) if task.status is TaskStatus.IDLE else None
+    return task_payload(
+        task, services.storage, services.settings.retention_seconds, queue_position=position
+    )
 
 
 def _model_for(services: Services, key: ApiKey, model_id: str) -> ModelSpec:

@@ -1,8 +1,11 @@
 """The claim loop of one worker.
 
-A worker claims a batch (one statement; see TaskStore.claim), keeps its leases alive with a
-heartbeat while the engine runs, stores each image and completes each task under its lease.
-On stop it claims nothing more, finishes the batch in hand, and returns.
+A worker claims a batch (one statement; see TaskStore.claim), gives it up to the model's
+`batch_wait_ms` to fill to `max_batch`, and runs it as one engine call. While the engine runs,
+a heartbeat keeps the leases alive, records the batch's progress (at most one write a second)
+and reads which of its tasks their owners canceled, for the engine to stop at its next step.
+It then stores each image and completes each task under its lease. On stop it claims nothing
+more, finishes the batch in hand, and returns.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import uuid
 import structlog
 
 from darkroom import metrics
-from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job
+from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job, ModelSpec
 from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
+from darkroom.tasks.store import CANCELED_MESSAGE
 from darkroom.worker.engines import EnginePool
 from darkroom.worker.wakeup import Wakeup
 
@@ -30,6 +34,12 @@ ENGINE_FAILED_MESSAGE = (
     "The image could not be generated because of a server error; "
     "it was tried {attempts} times. Please try again later."
 )
+
+
+# The heartbeat's tick: how soon a cancel reaches the engine and progress reaches clients.
+HEARTBEAT_TICK_SECONDS = 1.0
+# How often a filling batch looks for more tasks while it waits.
+BATCH_POLL_SECONDS = 0.02
 
 
 def new_owner_name(index: int) -> str:
@@ -105,34 +115,54 @@ class Worker:
         if len(batch) > spec.max_batch:  # the claim was sized for another model's batches
             await self.store.release(batch[spec.max_batch :], self.owner)
             batch = batch[: spec.max_batch]
-        if len(batch) < spec.max_batch and spec.batch_wait_ms > 0:
-            # Give a batch a moment to fill: one GPU call for many tasks costs little more.
-            await asyncio.sleep(spec.batch_wait_ms / 1000)
-            batch += await self.store.claim(
-                self.owner,
-                limit=spec.max_batch - len(batch),
-                lease_seconds=self.lease_seconds,
-                batch_key=batch[0].batch_key,
-            )
+        batch += await self._fill(batch[0].batch_key, spec.max_batch - len(batch), spec)
         if self._stopping.is_set():
             await self.store.release(batch, self.owner)
             return []
         return batch
 
+    async def _fill(self, batch_key: str, room: int, spec: ModelSpec) -> list[Task]:
+        """Tasks of the same batch key that arrive within the model's batch_wait_ms: one GPU
+        call for many tasks costs little more than for one. Returns as soon as the batch is
+        full, rather than always waiting the whole time."""
+        more: list[Task] = []
+        deadline = time.monotonic() + spec.batch_wait_ms / 1000
+        while len(more) < room and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # A plain sleep: the shared wakeup may wait far longer than this on PostgreSQL.
+            await asyncio.sleep(min(remaining, BATCH_POLL_SECONDS))
+            more += await self.store.claim(
+                self.owner,
+                limit=room - len(more),
+                lease_seconds=self.lease_seconds,
+                batch_key=batch_key,
+            )
+        return more
+
     async def _process(self, batch: list[Task]) -> None:
         model = batch[0].model
-        heartbeat = asyncio.create_task(self._heartbeat([t.id for t in batch]))
+        monitor = BatchMonitor()
+        heartbeat = asyncio.create_task(self._heartbeat([t.id for t in batch], monitor))
+        metrics.BATCH_SIZE.labels(model).observe(len(batch))
+        log.info("batch", model=model, size=len(batch), tasks=[t.id for t in batch])
         try:
-            engine = await self.engines.get(model)
-            started = time.perf_counter()
-            outcomes = await engine.generate([_job(task) for task in batch], BatchMonitor())
-            metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.labels(model).observe(len(batch))
+            async with self.engines.use(model) as engine:
+                started = time.perf_counter()
+                outcomes = await engine.generate([_job(task) for task in batch], monitor)
+                metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
             for task, outcome in zip(batch, outcomes, strict=True):
                 await self._finish(task, outcome)
+        except GenerationError as exc:  # the whole batch cannot be made; retrying will not help
+            for task in batch:
+                await self._finish(task, exc)
         except Exception as exc:
             log.exception("engine failed", model=model, tasks=[t.id for t in batch])
             for task in batch:
+                if task.id in monitor.canceled:
+                    await self._finish(task, GenerationError(CANCELED_MESSAGE))
+                    continue
                 message = ENGINE_FAILED_MESSAGE.format(attempts=task.attempt)
                 status = await self.store.fail(task, self.owner, message, retry=True)
                 if status is TaskStatus.FAILED:
@@ -158,11 +188,29 @@ class Worker:
         else:
             log.warning("lease lost before completion; result discarded", task_id=task.id)
 
-    async def _heartbeat(self, task_ids: list[str]) -> None:
+    async def _heartbeat(self, task_ids: list[str], monitor: BatchMonitor) -> None:
+        """Every tick: reads cancel requests into the monitor; at most one write, which
+        extends the leases when due and records progress when it moved."""
+        tick = min(HEARTBEAT_TICK_SECONDS, self.lease_seconds / 3)
+        next_extension = time.monotonic() + self.lease_seconds / 3
+        written = 0
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(tick)
             try:
-                await self.store.extend_leases(self.owner, task_ids, self.lease_seconds)
+                monitor.canceled |= await self.store.cancel_requested(task_ids)
+                # 99 at most: a task is 100 only once its image is stored.
+                progress = min(int(monitor.progress * 100), 99)
+                extend = time.monotonic() >= next_extension
+                if extend or progress != written:
+                    await self.store.beat(
+                        self.owner,
+                        task_ids,
+                        lease_seconds=self.lease_seconds if extend else None,
+                        progress=progress if progress != written else None,
+                    )
+                    written = progress
+                    if extend:
+                        next_extension = time.monotonic() + self.lease_seconds / 3
             except Exception:
                 log.exception("heartbeat failed", tasks=task_ids)
 
