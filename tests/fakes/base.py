@@ -81,10 +81,15 @@ class FakeServer:
     def answer(self, request: Request) -> Answer:
         raise NotImplementedError
 
+    def takes_faults(self, request: Request) -> bool:
+        """Whether scripted faults apply to `request` (a sign-in may be spared)."""
+        return True
+
     def _dispatch(self, request: Request) -> Answer:
         with self._lock:
             self.requests.append(request)
-            fault = self._faults.popleft() if self._faults else None
+            scripted = self._faults and self.takes_faults(request)
+            fault = self._faults.popleft() if scripted else None
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:

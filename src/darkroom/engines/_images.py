@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from PIL import Image, UnidentifiedImageError
 
 from darkroom.engines.base import GenerationError
+from darkroom.engines.catalog import ModelSpec
 
 
 def decode(data: bytes, provider: str) -> Image.Image:
@@ -31,6 +32,16 @@ def nearest_ratio(width: int, height: int, ratios: Iterable[str]) -> str:
     1:2 are equally far from 1:1)."""
     wanted = math.log(width / height)
     return min(ratios, key=lambda r: abs(math.log(ratio_value(r)) - wanted))
+
+
+def provider_ratio(spec: ModelSpec, width: int, height: int, supported: Iterable[str]) -> str:
+    """The ratio to ask the provider for: the task's own ratio when the provider has it (a
+    4:3 task is 1280x896, nearer 3:2 than 4:3 by numbers alone), else the nearest it has."""
+    supported = tuple(supported)
+    named = next((r for r in spec.ratios if spec.size_for(r) == (width, height)), None)
+    if named in supported:
+        return named
+    return nearest_ratio(width, height, supported)
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -85,7 +85,7 @@ class OpenAIEngine:
 
     def _size_for(self, width: int, height: int) -> str:
         ratios = {f"{w}:{h}": size for size in self.sizes for w, h in [size.split("x")]}
-        return ratios[_images.nearest_ratio(width, height, ratios)]
+        return ratios[_images.provider_ratio(self.spec, width, height, ratios)]
 
     async def _request(self, prompt: str, size: str) -> Any:
         import openai
