@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="Base of links handed to clients")
     data_dir: Path = Path("data")
     database_url: str | None = None
+    # Per process: each API node and each worker node holds at most pool + overflow connections
+    # (plus one for LISTEN on PostgreSQL). SQLite ignores these.
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout: float = Field(30.0, gt=0)
     config: Path | None = Field(None, description="TOML file with the model catalog")
     secret: str | None = Field(None, description="Signs file links; shared by all API nodes")
 
@@ -29,10 +34,22 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     max_attempts: int = 3
     poll_seconds: float = 1.0
+    # PostgreSQL: idle workers wait on LISTEN; this slower poll is only the safety net (a lost
+    # notification, a task whose retry delay ran out, a lease that expired).
+    listen_poll_seconds: float = 5.0
 
     retention_hours: float = 48.0
     sweep_seconds: float = 600.0
     storage: Literal["local", "s3"] = "local"
+    # S3: credentials and region come from boto3's usual sources (AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY, AWS_REGION, instance roles, ...).
+    s3_bucket: str = "darkroom"
+    s3_endpoint_url: str | None = Field(None, description="For S3-compatible servers; unset: AWS")
+    s3_public_url: str | None = Field(
+        None, description="Endpoint as clients reach it, when it differs (links are signed for it)"
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_lifecycle: bool = Field(True, description="Install a bucket rule that deletes old results")
 
     max_queue: int = 10_000
     max_body_bytes: int = 1_000_000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 import structlog
 
 from darkroom.config import Settings
@@ -19,6 +20,7 @@ from darkroom.storage import Storage, open_storage
 from darkroom.tasks import TaskStore
 from darkroom.worker import EnginePool, Wakeup, Worker
 from darkroom.worker.loop import new_owner_name
+from darkroom.worker.wakeup import PostgresWakeup
 
 log = structlog.get_logger("darkroom")
 
@@ -41,7 +43,12 @@ class Services:
     def open(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         file = SettingsFile.load(settings.config)
-        db = Database(settings.sqlalchemy_url)
+        db = Database(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -50,10 +57,13 @@ class Services:
             storage=open_storage(settings),
             catalog=file.catalog,
             policy=file.policy,
+            wakeup=_wakeup_for(db, settings),
         )
 
     async def migrate(self) -> None:
+        """Readies the shared parts every node starts with: the schema and the storage."""
         await migrate(self.db)
+        await self.storage.prepare()
 
     def start_workers(self, count: int, models: list[str] | None = None) -> None:
         if count <= 0:
@@ -86,4 +96,19 @@ class Services:
 
     async def close(self) -> None:
         await self.stop_workers()
+        await self.wakeup.close()
         await self.db.dispose()
+
+
+def _wakeup_for(db: Database, settings: Settings) -> Wakeup:
+    """Across processes on PostgreSQL (LISTEN/NOTIFY); within this process on SQLite."""
+    if db.is_sqlite:
+        return Wakeup()
+
+    async def notify_sql(channel: str) -> None:
+        async with db.write() as conn:
+            await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+    # asyncpg itself takes the URL without SQLAlchemy's "+asyncpg" driver suffix.
+    dsn = sa.make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return PostgresWakeup(dsn, notify_sql, safety_poll_seconds=settings.listen_poll_seconds)

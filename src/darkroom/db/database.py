@@ -19,15 +19,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 60})
             _make_sqlite_transactions_explicit(self.engine)
         else:
+            # Bounded: a burst of requests waits up to pool_timeout for a connection instead
+            # of opening more than the server's max_connections allows across all nodes.
             self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=True,
+                connect_args={"server_settings": {"application_name": "darkroom"}},
             )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 

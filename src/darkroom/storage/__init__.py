@@ -13,4 +13,15 @@ def open_storage(settings: Settings) -> Storage:
         from darkroom.storage.local import LocalStorage
 
         return LocalStorage(settings.data_dir / "files", settings.base_url, settings.signing_secret)
-    raise ValueError(f"DARKROOM_STORAGE={settings.storage!r} is not available yet")
+    if settings.storage == "s3":
+        from darkroom.storage.s3 import S3Storage
+
+        return S3Storage(
+            settings.s3_bucket,
+            retention_hours=settings.retention_hours,
+            endpoint_url=settings.s3_endpoint_url,
+            public_url=settings.s3_public_url,
+            addressing_style=settings.s3_addressing_style,
+            lifecycle=settings.s3_lifecycle,
+        )
+    raise ValueError(f"DARKROOM_STORAGE={settings.storage!r} is not a storage")

@@ -6,6 +6,10 @@ from typing import Protocol
 
 
 class Storage(Protocol):
+    async def prepare(self) -> None:
+        """Readies the storage at start-up (creates the bucket, ...); safe to run repeatedly."""
+        ...
+
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     def url(self, key: str, expires_at: float) -> str:

@@ -23,6 +23,9 @@ class LocalStorage:
         path = (self.root / key).resolve()
         return path if path.is_relative_to(self.root) and path != self.root else None
 
+    async def prepare(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._write, key, data)
 

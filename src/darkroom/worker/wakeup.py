@@ -1,10 +1,22 @@
-"""Wakes idle workers of this process as soon as the API queues a task, so they need not poll
-fast. Workers in other processes fall back to polling."""
+"""Wakes idle workers as soon as the API queues a task, so they need not poll fast.
+
+`Wakeup` reaches the workers of this process only (one machine, SQLite). `PostgresWakeup`
+also reaches every other process: `notify()` sends a PostgreSQL NOTIFY after the task is
+committed, and each worker process LISTENs on one dedicated connection. While that connection
+is up, idle workers poll only as a slow safety net; while it is down they poll as usual.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("darkroom.wakeup")
+
+CHANNEL = "darkroom_tasks"
 
 
 class Wakeup:
@@ -12,6 +24,9 @@ class Wakeup:
         self._waiters: set[asyncio.Future[None]] = set()
 
     def notify(self) -> None:
+        self.wake_local()
+
+    def wake_local(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -25,3 +40,101 @@ class Wakeup:
                 await asyncio.wait_for(waiter, timeout)
         finally:
             self._waiters.discard(waiter)
+
+    async def close(self) -> None:
+        """Nothing to release in one process."""
+
+
+class PostgresWakeup(Wakeup):
+    """LISTEN/NOTIFY on PostgreSQL, with `safety_poll_seconds` as the idle poll while listening.
+
+    `dsn` is a plain `postgresql://` URL for asyncpg; `notify_sql` runs `pg_notify` on a pooled
+    connection (a callable so that this module needs no database object).
+    """
+
+    PROBE_SECONDS = 30.0  # a half-open TCP connection is only found by using it
+
+    def __init__(self, dsn: str, notify_sql: Any, *, safety_poll_seconds: float) -> None:
+        super().__init__()
+        self.dsn = dsn
+        self._notify_sql = notify_sql
+        self.safety_poll_seconds = safety_poll_seconds
+        self.listening = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._dirty = False
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wakes local workers at once and, soon after, every listening process.
+
+        Called after the task's transaction committed, so a woken worker finds it. NOTIFYs
+        are coalesced: while one is in flight, any number of calls make one more."""
+        self.wake_local()
+        self._dirty = True
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self._notify_sql(CHANNEL)
+            except Exception as exc:  # the workers' safety poll still finds the task
+                log.warning("NOTIFY failed", error=repr(exc))
+                return
+
+    # -- listening ----------------------------------------------------------------------------
+
+    async def wait(self, timeout: float) -> None:
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
+        if self.listening.is_set():
+            timeout = max(timeout, self.safety_poll_seconds)
+        await super().wait(timeout)
+
+    async def _listen_forever(self) -> None:
+        import asyncpg
+
+        backoff = 0.5
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn, timeout=10)
+                await self._listen_on(conn)
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("LISTEN connection lost; polling until it is back", error=repr(exc))
+            finally:
+                self.listening.clear()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _listen_on(self, conn: Any) -> None:
+        """Returns when the connection is lost."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(CHANNEL, lambda *_args: self.wake_local())
+        self.listening.set()
+        self.wake_local()  # tasks may have been queued while no one was listening
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), self.PROBE_SECONDS)
+            if not lost.is_set():
+                await conn.fetchval("SELECT 1", timeout=10)
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sender, 5)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
