@@ -1,4 +1,4 @@
-"""The `darkroom` command: serve, worker, migrate, keys."""
+"""The `darkroom` command: serve, worker, migrate, keys; generate and result (cli_client.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from darkroom import logs
+from darkroom import cli_client, logs
 from darkroom.config import Settings
 from darkroom.engines import CatalogError
 from darkroom.services import Services
@@ -18,6 +18,7 @@ from darkroom.services import Services
 app = typer.Typer(help="Darkroom: self-hosted asynchronous image generation.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+cli_client.register(app)  # generate, result: the client's commands
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML file with the model catalog (DARKROOM_CONFIG)")
