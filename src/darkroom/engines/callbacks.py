@@ -49,9 +49,10 @@ class StepCallback:
     ) -> dict[str, Any]:
         total = getattr(pipeline, "_num_timesteps", None) or step + 1
         self.monitor.report(self.start + self.span * (step + 1) / total)
-        if self.all_canceled():
+        if self.all_canceled() and not self.interrupted:
             pipeline._interrupt = True  # diffusers' own flag: the remaining steps are skipped
             self.interrupted = True
+            log.info("batch interrupted", tasks=self.task_ids, step=step + 1, steps=total)
         return {}  # no tensor replaced
 
 
