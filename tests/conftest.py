@@ -23,15 +23,15 @@ CONFIGS = Path(__file__).parent / "configs"
 ON_EVERY_BACKEND = {"tests.test_media_api", "tests.test_errors", "tests.test_storage"}
 # Tests that check the local storage's own link format; S3 links are checked in test_storage.
 LOCAL_LINKS_ONLY = {
-    "test_task_reaches_done_with_a_link_that_a_plain_get_downloads",
-    "test_a_tampered_link_is_refused",
+    "tests.test_media_api::test_task_reaches_done_with_a_link_that_a_plain_get_downloads",
+    "tests.test_media_api::test_a_tampered_link_is_refused",
 }
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "darkroom" not in metafunc.fixturenames or metafunc.module.__name__ not in ON_EVERY_BACKEND:
         return
-    local_only = metafunc.function.__name__ in LOCAL_LINKS_ONLY
+    local_only = f"{metafunc.module.__name__}::{metafunc.function.__name__}" in LOCAL_LINKS_ONLY
     backends = [SQLITE_LOCAL] if local_only else BACKENDS
     metafunc.parametrize("darkroom", backends, indirect=True, scope="session")
 
