@@ -203,22 +203,42 @@ def test_code_5_no_credits_left(darkroom):
     assert_api_error(info.value, InsufficientBalance, 5)
 
 
+def fill_queue(client: Client) -> list[Task]:
+    """Creates tasks on the idle server until its queue (two places) is full."""
+    created = []
+    while True:
+        try:
+            created.append(client.create("fill the queue"))
+        except Overloaded:
+            return created
+
+
 def test_code_6_is_retried_a_bounded_number_of_times_then_raised(idle, idle_task):
-    # The idle server's queue is full once it holds two tasks; the proxy counts the tries.
     with idle.client() as client:
-        while True:
-            try:
-                client.create("fill the queue")
-            except Overloaded:
-                break
-    with (
-        FlakyProxy(idle.server.base_url) as proxy,
-        Client(proxy.base_url, idle.key, retry=FAST_RETRY) as client,
-        pytest.raises(Overloaded) as info,
-    ):
-        client.create("no room")
+        fillers = fill_queue(client)
+        # The proxy counts the tries of a create the full queue refuses.
+        with (
+            FlakyProxy(idle.server.base_url) as proxy,
+            Client(proxy.base_url, idle.key, retry=FAST_RETRY) as proxied_client,
+            pytest.raises(Overloaded) as info,
+        ):
+            proxied_client.create("no room")
+        for task in fillers:
+            client.cancel(task)  # leave the queue as it was
     assert_api_error(info.value, Overloaded, 6)
     assert proxy.seen == ["POST /v1/media/create"] * FAST_RETRY.attempts
+
+
+def test_cancel_fails_an_idle_task_and_frees_its_place(idle, idle_task):
+    with idle.client() as client:
+        fillers = fill_queue(client)
+        canceled = client.cancel(fillers[-1].id)
+        assert canceled.id == fillers[-1].id
+        assert canceled.status == "failed" and canceled.message == "canceled"
+        with pytest.raises(TaskFailed, match="canceled"):
+            client.wait(canceled)
+        for task in [client.create("in the freed place"), *fillers[:-1]]:
+            client.cancel(task)
 
 
 def test_code_7_a_model_the_key_may_not_use(darkroom):

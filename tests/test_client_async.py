@@ -166,11 +166,15 @@ async def test_code_5_no_credits_left(darkroom):
 
 async def test_code_6_is_retried_a_bounded_number_of_times_then_raised(idle):
     async with connect(idle.server.base_url, idle.key) as client:
-        await client.create("fill the queue")  # the second of two
-    async with proxied(idle.server, idle.key) as (proxy, client):
-        error = await raised(Overloaded, client.create("no room"))
-    assert error.code == 6
-    assert proxy.seen == ["POST /v1/media/create"] * FAST_RETRY.attempts
+        filler = await client.create("fill the queue")  # the second of two places
+        async with proxied(idle.server, idle.key) as (proxy, proxied_client):
+            error = await raised(Overloaded, proxied_client.create("no room"))
+        assert error.code == 6
+        assert proxy.seen == ["POST /v1/media/create"] * FAST_RETRY.attempts
+        # Canceling an idle task fails it at once and frees its place.
+        canceled = await client.cancel(filler)
+        assert canceled.status == "failed" and canceled.message == "canceled"
+        assert (await client.create("in the freed place")).status == "idle"
 
 
 async def test_code_7_a_model_the_key_may_not_use(darkroom):

@@ -57,6 +57,11 @@ class AsyncClient(ClientBase):
         """The task's current state."""
         return await self._run(flows.result(task_id_of(task), self.retry))
 
+    async def cancel(self, task: Task | str) -> Task:
+        """Cancels a task (a Darkroom extension): an idle one fails at once with the message
+        "canceled", a processing one stops soon after; a finished one is left as it is."""
+        return await self._run(flows.cancel(task_id_of(task), self.retry))
+
     async def wait(
         self,
         task: Task | str,

@@ -103,6 +103,12 @@ def result(task_id: str, retry: RetryPolicy) -> Flow[Task]:
     return parse_task((yield from api(call, retry)))
 
 
+def cancel(task_id: str, retry: RetryPolicy) -> Flow[Task]:
+    # Canceling twice is canceling once, so a broken connection may be retried.
+    call = Call("POST", "/v1/media/cancel", json={"task_id": task_id})
+    return parse_task((yield from api(call, retry)))
+
+
 def wait(
     task_id: str,
     retry: RetryPolicy,

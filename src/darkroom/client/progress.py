@@ -48,8 +48,7 @@ def describe(task: Task) -> tuple[str, float | None, float, str]:
     """(description, total, completed, detail) for the bar; a None total makes it pulse.
     `queue_position` and `progress` are extensions: without them the bar only pulses."""
     if task.status == "idle":
-        position = task.queue_position
-        return "queued", None, 0.0, "" if position is None else f"queue position {position}"
+        return "queued", None, 0.0, _place(task.queue_position)
     if task.status == "processing":
         if task.progress is None:
             return "generating", None, 0.0, ""
@@ -57,3 +56,10 @@ def describe(task: Task) -> tuple[str, float | None, float, str]:
     if task.done:
         return "done", 100.0, 100.0, "100%"
     return task.status, 100.0, 0.0, ""
+
+
+def _place(ahead: int | None) -> str:
+    """Words for `queue_position`, the number of tasks ahead of this one."""
+    if ahead is None:
+        return ""
+    return "next in line" if ahead == 0 else f"{ahead} ahead in the queue"
