@@ -20,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.servers import free_port
 
@@ -63,7 +65,7 @@ class PostgresServer:
     def new_database(self, prefix: str = "darkroom") -> str:
         """A fresh, empty database; returns its URL."""
         name = f"{prefix}_{secrets.token_hex(4)}"
-        asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
+        _run(self._execute(f'CREATE DATABASE "{name}"'))
         self._created.add(name)
         return self.url(name)
 
@@ -75,6 +77,12 @@ class PostgresServer:
             await conn.execute(sql)
         finally:
             await conn.close()
+
+
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Runs a coroutine to the end, also from code that is itself inside an event loop."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, coroutine).result()
 
 
 def _as_postgres(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -118,7 +126,7 @@ def postgres_server(max_connections: int = 500) -> Iterator[PostgresServer]:
 
 def _pg_ready(server: PostgresServer) -> bool:
     try:
-        asyncio.run(server._execute("SELECT 1"))
+        _run(server._execute("SELECT 1"))
         return True
     except (OSError, Exception):
         return False

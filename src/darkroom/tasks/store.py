@@ -164,10 +164,18 @@ class TaskStore:
             .limit(limit)
         )
         if self._lock_rows:
-            chosen = chosen.with_for_update(skip_locked=True)
+            # PostgreSQL: lock the chosen rows in a MATERIALIZED CTE and join the update to it.
+            # Written as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, the subquery can
+            # be re-evaluated under concurrent claims and the LIMIT escapes: one claim of
+            # limit 1 was seen to take a hundred tasks (tests/test_postgres.py).
+            locked = chosen.with_for_update(skip_locked=True).cte("chosen")
+            locked = locked.prefix_with("MATERIALIZED")
+            target = tasks.c.id == locked.c.id
+        else:
+            target = tasks.c.id.in_(chosen)
         claim = (
             tasks.update()
-            .where(tasks.c.id.in_(chosen), idle)
+            .where(target, idle)
             .values(
                 status=PROCESSING,
                 lease_owner=owner,

@@ -1,0 +1,217 @@
+"""The task store on a real PostgreSQL server: migrations, the claim under concurrency
+(FOR UPDATE SKIP LOCKED), LISTEN/NOTIFY wakeups and bounded connection pools."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from darkroom.config import Settings
+from darkroom.db import Database, metadata, tasks
+from darkroom.db.migrate import migrate
+from darkroom.keys import ApiKey, KeyStore
+from darkroom.services import Services
+from darkroom.tasks import NewTask, TaskStore
+from darkroom.worker.wakeup import PostgresWakeup
+from tests.support.services import PostgresServer
+
+
+def async_url(server: PostgresServer) -> str:
+    return server.new_database("unit").replace("postgresql://", "postgresql+asyncpg://")
+
+
+@pytest.fixture
+async def db(postgres: PostgresServer) -> AsyncIterator[Database]:
+    database = Database(async_url(postgres))
+    await migrate(database)
+    yield database
+    await database.dispose()
+
+
+async def new_key(db: Database) -> ApiKey:
+    _, key = await KeyStore(db).create("unit")
+    return key
+
+
+def new_task(key: ApiKey, index: int, batch_key: str = "tiny-512:512x512") -> NewTask:
+    return NewTask(
+        id=secrets.token_hex(12),
+        key_id=key.id,
+        model=batch_key.split(":")[0],
+        prompt=f"task {index}",
+        ar=None,
+        width=512,
+        height=512,
+        params={"seed": index, "steps": 4, "guidance": 1.5},
+        batch_key=batch_key,
+        created_at=int(time.time()),
+        enqueued_at=time.time() + index * 1e-6,
+        max_attempts=3,
+    )
+
+
+async def queue(db: Database, count: int, batch_keys: list[str]) -> set[str]:
+    key, store = await new_key(db), TaskStore(db)
+    ids = set()
+    for index in range(count):
+        task = await store.create(
+            new_task(key, index, batch_keys[index % len(batch_keys)]), key, max_queue=10**6
+        )
+        ids.add(task.id)
+    return ids
+
+
+# -- schema -------------------------------------------------------------------------------------
+
+
+async def test_migrations_build_the_schema_the_code_declares(db):
+    async with db.engine.connect() as conn:
+        differences = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert differences == []
+    await migrate(db)  # a second run is a no-op
+
+
+async def test_migrations_from_many_nodes_at_once_take_turns(postgres):
+    url = async_url(postgres)
+    databases = [Database(url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(migrate(d) for d in databases))
+        async with databases[0].read() as conn:
+            version = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert len(version.all()) == 1
+    finally:
+        for database in databases:
+            await database.dispose()
+
+
+async def test_task_fields_round_trip_with_their_types(db):
+    key = await new_key(db)
+    new = new_task(key, 7)
+    store = TaskStore(db)
+    await store.create(new, key, max_queue=100)
+    task = await store.get(new.id)
+    assert task is not None
+    assert task.params == {"seed": 7, "steps": 4, "guidance": 1.5}
+    assert task.enqueued_at == new.enqueued_at  # double precision: no rounding of timestamps
+    assert task.cancel_requested is False
+
+
+# -- the claim ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+async def test_concurrent_claimers_never_get_the_same_task(postgres, limit):
+    url = async_url(postgres)
+    setup = Database(url)
+    await migrate(setup)
+    queued = await queue(setup, 300, ["a:512x512", "b:512x512", "c:768x512"])
+    claimers = [Database(url, pool_size=1, max_overflow=0) for _ in range(8)]
+
+    async def claim_until_empty(database: Database, owner: str) -> list[list]:
+        store, batches = TaskStore(database), []
+        while batch := await store.claim(owner, limit=limit, lease_seconds=60):
+            batches.append(batch)
+        return batches
+
+    try:
+        results = await asyncio.gather(
+            *(claim_until_empty(d, f"claimer-{i}") for i, d in enumerate(claimers))
+        )
+    finally:
+        for database in claimers:
+            await database.dispose()
+    batches = [batch for result in results for batch in result]
+    claimed = [task.id for batch in batches for task in batch]
+    assert len(claimed) == len(set(claimed)) == len(queued)
+    assert set(claimed) == queued
+    assert all(len({t.batch_key for t in batch}) == 1 and len(batch) <= limit for batch in batches)
+    assert sum(1 for result in results if result) > 1  # the claimers really did share the work
+    async with setup.read() as conn:
+        rows = (await conn.execute(sa.select(tasks.c.status, tasks.c.attempt))).all()
+    assert {(row.status, row.attempt) for row in rows} == {("processing", 1)}
+    await setup.dispose()
+
+
+async def test_a_claim_skips_rows_another_transaction_holds_instead_of_waiting(db):
+    await queue(db, 2, ["a:512x512"])
+    store = TaskStore(db)
+    async with db.engine.connect() as holder:
+        transaction = await holder.begin()
+        oldest = (
+            await holder.execute(
+                sa.select(tasks.c.id).order_by(tasks.c.enqueued_at).limit(1).with_for_update()
+            )
+        ).scalar_one()
+        # Guarded so a claim that blocked on the lock fails the test instead of hanging it.
+        claimed = await asyncio.wait_for(store.claim("w", limit=2, lease_seconds=60), 30)
+        await transaction.rollback()
+    assert [t.id for t in claimed] != [] and oldest not in {t.id for t in claimed}
+
+
+# -- LISTEN/NOTIFY and pools ---------------------------------------------------------------------
+
+
+async def test_a_notify_in_one_process_wakes_a_listener_in_another(postgres, tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, database_url=postgres.new_database("wake"), listen_poll_seconds=3600
+    )
+    worker_side, api_side = Services.open(settings), Services.open(settings)
+    try:
+        wakeup = worker_side.wakeup
+        assert isinstance(wakeup, PostgresWakeup)
+        await wakeup.wait(0)  # the first wait starts the listener
+        await asyncio.wait_for(wakeup.listening.wait(), 30)
+        waiting = asyncio.create_task(wakeup.wait(3600))
+        await asyncio.sleep(0)
+        api_side.wakeup.notify()
+        await asyncio.wait_for(waiting, 30)  # woken, rather than timed out after an hour
+    finally:
+        await worker_side.close()
+        await api_side.close()
+
+
+async def test_the_pool_never_opens_more_connections_than_its_bounds(postgres, tmp_path):
+    url = postgres.new_database("pool")
+    settings = Settings(
+        data_dir=tmp_path, database_url=url, db_pool_size=2, db_max_overflow=1, db_pool_timeout=60
+    )
+    services = Services.open(settings)
+    await services.migrate()
+    peak = 0
+
+    async def busy_read() -> None:
+        async with services.db.read() as conn:
+            await conn.execute(sa.text("SELECT pg_sleep(0.05)"))
+
+    async def watch(database: str) -> None:
+        nonlocal peak
+        monitor = Database(postgres.url("postgres").replace("postgresql:", "postgresql+asyncpg:"))
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = :db AND application_name = 'darkroom'"
+        )
+        try:
+            while True:
+                async with monitor.read() as conn:
+                    peak = max(peak, (await conn.execute(query, {"db": database})).scalar_one())
+                await asyncio.sleep(0.01)
+        finally:
+            await monitor.dispose()
+
+    watcher = asyncio.create_task(watch(url.rsplit("/", 1)[1]))
+    try:
+        await asyncio.gather(*(busy_read() for _ in range(40)))
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await services.close()
+    assert 1 <= peak <= 3
