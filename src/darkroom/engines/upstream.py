@@ -130,7 +130,7 @@ class Upstream:
             reraise=True,
         )
         try:
-            return await retrying(self._once, request)
+            return await retrying(self.once, request)
         except UpstreamFailure as exc:
             if exc.retryable:
                 raise GenerationError(
@@ -138,7 +138,8 @@ class Upstream:
                 ) from exc
             raise GenerationError(f"{exc.message}.") from exc
 
-    async def _once(self, request: Callable[[], Awaitable[T]]) -> T:
+    async def once(self, request: Callable[[], Awaitable[T]]) -> T:
+        """`request()` once, within the in-flight limit and the timeout."""
         # A slot is held for one try only, never through a backoff sleep.
         async with self._slots:
             try:
