@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -57,12 +58,18 @@ class Target:
             timeout=180,
         )
 
-    def run_in_terminal(self, *args: str, stdout: Path) -> tuple[int, str]:
-        """The command with stderr on a pseudo-terminal: the exit code and what it drew."""
-        return run_in_pty([sys.executable, "-m", "darkroom", *args], self.env(), stdout)
+    def run_in_terminal(
+        self, *args: str, stdout: Path, interrupt_on: str | None = None
+    ) -> tuple[int, str]:
+        """The command with stderr on a pseudo-terminal: the exit code and what it drew.
+        With `interrupt_on`, Ctrl-C (SIGINT) is sent once that text has been drawn."""
+        argv = [sys.executable, "-m", "darkroom", *args]
+        return run_in_pty(argv, self.env(), stdout, interrupt_on)
 
 
-def run_in_pty(argv: list[str], env: dict[str, str], stdout: Path) -> tuple[int, str]:
+def run_in_pty(
+    argv: list[str], env: dict[str, str], stdout: Path, interrupt_on: str | None
+) -> tuple[int, str]:
     master, slave = pty.openpty()
     # A terminal of a usual size, so that the bar has room to be drawn.
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
@@ -84,6 +91,9 @@ def run_in_pty(argv: list[str], env: dict[str, str], stdout: Path) -> tuple[int,
         if not chunk:
             break
         drawn += chunk
+        if interrupt_on and interrupt_on.encode() in drawn:
+            process.send_signal(signal.SIGINT)
+            interrupt_on = None
     os.close(master)
     returncode = process.wait(timeout=30)
     return returncode, ANSI.sub("", drawn.decode(errors="replace"))
@@ -264,3 +274,12 @@ def test_a_pipe_gets_no_progress_even_while_waiting(idle):
     result = idle.run("generate", "a lighthouse", "--timeout", "1")
     assert "queued" not in result.stderr
     one_line_error(result)
+
+
+def test_ctrl_c_while_waiting_says_how_to_collect_the_task(idle, tmp_path):
+    returncode, drawn = idle.run_in_terminal(
+        "generate", "a lighthouse", stdout=tmp_path / "out", interrupt_on="queued"
+    )
+    assert returncode == 130
+    task_id = re.search(r"darkroom result ([0-9a-f]{24})", drawn).group(1)
+    assert idle.run("result", task_id).returncode == 0  # the task is still there

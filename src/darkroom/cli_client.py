@@ -9,6 +9,7 @@ Exit codes, so that scripts can tell what went wrong:
     4  the task failed (the server's reason is printed)
     5  the task did not finish in time (--timeout), or `result -o` on a task not finished yet
     6  the server could not be reached, or did not answer as the media API does
+  130  interrupted (Ctrl-C) while waiting; the task goes on, and the message says how to fetch it
 
 Errors are one line on stderr. A progress bar is drawn on stderr only when it is a terminal;
 stdout carries only the result (JSON, a task id, or the saved file's path).
@@ -85,12 +86,25 @@ def generate(
             typer.echo(client.create(prompt, model, ar, **fields).id)
             return
         console = Console(stderr=True)
+        latest: list[Task] = []
+
+        def on_progress(task: Task) -> None:
+            latest[:] = [task]
+            if bar is not None:
+                bar.update(task)
+
         # A bar only for a person watching: in a pipe or a log file it would be noise.
         with ProgressBar(console) if console.is_terminal else nullcontext() as bar:
-            on_progress = bar.update if bar is not None else None
-            task = client.generate(
-                prompt, model, ar, timeout=timeout, on_progress=on_progress, **fields
-            )
+            try:
+                task = client.generate(
+                    prompt, model, ar, timeout=timeout, on_progress=on_progress, **fields
+                )
+            except KeyboardInterrupt:
+                if not latest:
+                    raise
+                # The task goes on (and may be paid for): say how to collect it.
+                task_id = latest[-1].id
+                _fail(f"interrupted; task {task_id} goes on: darkroom result {task_id}", 130)
         _emit(client, task, output)
 
 
