@@ -15,7 +15,7 @@ from darkroom.engines.sizes import RATIOS
 from darkroom.settings_file import SettingsFile
 from tests.fakes.google_ai import API_KEY, LOCATION, PROJECT, FakeGoogle
 from tests.fakes.serving import client_for, download, serving
-from tests.support.servers import wait_for_status
+from tests.support.servers import free_port, wait_for_status
 
 FAST = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05, "attempts": 3}
 GOOGLE_ENV = (
@@ -278,3 +278,11 @@ max_batch = 4
         ]
         sizes = [download(wait_for_status(client, i)["url"]).size for i in ids]
         assert sizes == [(1408, 768), (1536, 640)]
+
+
+async def test_an_unreachable_server_fails_after_the_retries(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    engine, spec = gemini_api(fake, tmp_path, base_url=f"http://127.0.0.1:{free_port()}")
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "could not be reached" in str(failure) and "tried 3 times" in str(failure)

@@ -13,7 +13,7 @@ from darkroom.engines.catalog import Catalog
 from darkroom.engines.sizes import RATIOS
 from tests.fakes.openai_images import API_KEY, FakeOpenAI
 from tests.fakes.serving import client_for, download, serving
-from tests.support.servers import wait_for_status
+from tests.support.servers import free_port, wait_for_status
 
 KEY_ENV = "DARKROOM_TEST_OPENAI_KEY"
 FAST = {"retry_initial_seconds": 0.01, "retry_max_seconds": 0.05, "attempts": 3}
@@ -153,3 +153,10 @@ max_batch = 2
         assert failed["status"] == "failed"
         assert "1002" in failed["message"]
         assert API_KEY not in darkroom.logs()
+
+
+async def test_an_unreachable_server_fails_after_the_retries(fake):
+    engine, spec = engine_for(fake, base_url=f"http://127.0.0.1:{free_port()}/v1")
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "could not be reached" in str(failure) and "tried 3 times" in str(failure)

@@ -224,6 +224,9 @@ def _enum_name(value: Any) -> str:
 
 
 def _is_connection_error(exc: Exception) -> bool:
-    import httpx
-
-    return isinstance(exc, httpx.TransportError)
+    # The SDK speaks through httpx or, in recent versions, its successor httpx2: both raise a
+    # TransportError subclass for a refused connection, a reset or a timeout.
+    return any(
+        cls.__name__ == "TransportError" and cls.__module__.split(".")[0] in ("httpx", "httpx2")
+        for cls in type(exc).__mro__
+    )
