@@ -34,6 +34,7 @@ from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import (
+    CLIENT_FOOTPRINT_BYTES,
     Upstream,
     UpstreamFailure,
     UpstreamLimits,
@@ -95,6 +96,9 @@ class RelayEngine:
         self._waiting: dict[str, _Waiting] = {}
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+
+    def memory_bytes(self) -> int:
+        return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         batch_progress = {job.task_id: 0.0 for job in jobs}

@@ -31,6 +31,9 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
+# What an upstream engine holds in memory (an HTTP client), as the worker's engine pool asks
+# through `memory_bytes()`: small but not zero, so making room for one never unloads a model.
+CLIENT_FOOTPRINT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
