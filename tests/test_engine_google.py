@@ -286,3 +286,12 @@ async def test_an_unreachable_server_fails_after_the_retries(fake, tmp_path, mon
     [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
     assert "could not be reached" in str(failure) and "tried 3 times" in str(failure)
+
+
+async def test_vertex_gemini_image_model(fake, tmp_path):
+    engine, spec = vertex(fake, tmp_path, upstream_model="gemini-2.5-flash-image")
+    [image] = await generate(engine, job(spec, "21:9"))
+    assert image.size == (1536, 640)
+    [call] = [r for r in fake.requests if r.path.endswith(":generateContent")]
+    assert "/projects/darkroom-test/locations/us-central1/" in call.path
+    assert call.json()["generationConfig"]["imageConfig"]["aspectRatio"] == "21:9"

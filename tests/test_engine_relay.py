@@ -200,3 +200,50 @@ retry_initial_seconds = 0.05
         assert failed["status"] == "failed"
         assert "could not be reached" in failed["message"]
         assert "tried 3 times" in failed["message"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_rate_limits_and_server_errors_are_retried(status, monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.fail_next(status, times=2)
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert image.size == (1024, 1024)
+    assert [r.path for r in fake.requests][:3] == ["/v1/media/create"] * 3
+
+
+async def test_an_overloaded_upstream_is_retried(monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.fail_next(200, payload={"code": 6, "message": "The server is busy"})
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert image.size == (1024, 1024)
+
+
+async def test_server_errors_exhaust_the_retries(monkeypatch):
+    with FakeMediaAPI() as fake:
+        fake.fail_next(502, times=10)
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "HTTP 502" in str(failure) and "tried 3 times" in str(failure)
+    assert len(fake.requests) == 3
+
+
+async def test_a_request_timeout_fails_after_the_retries(monkeypatch):
+    with FakeMediaAPI() as fake:
+        fake.stall_next(1.5, times=2)
+        engine, spec = relay_engine(
+            fake.base_url, FAKE_KEY, monkeypatch, timeout_seconds=0.3, attempts=2
+        )
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "did not answer" in str(failure)
+
+
+async def test_an_upstream_that_never_finishes_times_the_task_out(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1000) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch, task_timeout_seconds=1.5)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "did not finish" in str(failure)
