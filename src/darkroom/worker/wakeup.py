@@ -122,6 +122,7 @@ class PostgresWakeup(Wakeup):
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(CHANNEL, lambda *_args: self.wake_local())
         self.listening.set()
+        log.info("listening for new tasks", channel=CHANNEL)
         self.wake_local()  # tasks may have been queued while no one was listening
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
