@@ -80,10 +80,10 @@ def generate(
         _fail("--no-wait returns before the image exists; drop -o or --no-wait", EXIT_USAGE)
     if timeout <= 0:
         _fail("--timeout must be a number of seconds above 0", EXIT_USAGE)
-    fields = {"seed": seed, "negative_prompt": negative_prompt}
     with _reported_errors(), _client(base_url, key) as client:
         if no_wait:
-            typer.echo(client.create(prompt, model, ar, **fields).id)
+            created = client.create(prompt, model, ar, seed=seed, negative_prompt=negative_prompt)
+            typer.echo(created.id)
             return
         console = Console(stderr=True)
         latest: list[Task] = []
@@ -97,7 +97,13 @@ def generate(
         with ProgressBar(console) if console.is_terminal else nullcontext() as bar:
             try:
                 task = client.generate(
-                    prompt, model, ar, timeout=timeout, on_progress=on_progress, **fields
+                    prompt,
+                    model,
+                    ar,
+                    seed=seed,
+                    negative_prompt=negative_prompt,
+                    timeout=timeout,
+                    on_progress=on_progress,
                 )
             except KeyboardInterrupt:
                 if not latest:

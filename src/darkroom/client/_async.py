@@ -130,7 +130,8 @@ class AsyncClient(ClientBase):
             try:
                 step = flow.send(outcome)
             except StopIteration as stop:
-                return stop.value
+                value: T = stop.value
+                return value
             if isinstance(step, Sleep):
                 await asyncio.sleep(step.seconds)
                 outcome = None

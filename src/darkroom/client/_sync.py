@@ -130,7 +130,8 @@ class Client(ClientBase):
             try:
                 step = flow.send(outcome)
             except StopIteration as stop:
-                return stop.value
+                value: T = stop.value
+                return value
             if isinstance(step, Sleep):
                 time.sleep(step.seconds)
                 outcome = None

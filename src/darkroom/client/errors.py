@@ -97,7 +97,7 @@ class UnsafePrompt(ApiError):
 
 
 ERRORS_BY_CODE: dict[int, type[ApiError]] = {
-    cls.code: cls  # type: ignore[misc]
+    cls.code: cls
     for cls in (
         InternalError,
         AuthenticationError,

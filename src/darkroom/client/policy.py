@@ -35,9 +35,8 @@ class RetryPolicy:
     backoff: Backoff = Backoff()
 
     def delay(self, error: DarkroomError, attempt: int) -> float:
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return min(retry_after, self.backoff.cap)
+        if isinstance(error, UnexpectedResponse) and error.retry_after is not None:
+            return min(error.retry_after, self.backoff.cap)
         return self.backoff.delay(attempt)
 
 
