@@ -346,7 +346,9 @@ def unet_flops_per_image(engine: Any, width: int, height: int) -> float:
         pooled = pipeline.text_encoder_2.config.projection_dim
         extra["added_cond_kwargs"] = {
             "text_embeds": torch.randn(guided, pooled, device=device, dtype=dtype),
-            "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * guided).to(device),
+            "time_ids": torch.tensor([[height, width, 0, 0, height, width]] * guided).to(
+                device, dtype
+            ),
         }
     timestep = torch.tensor(500, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
