@@ -160,3 +160,15 @@ async def test_an_unreachable_server_fails_after_the_retries(fake):
     [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
     assert "could not be reached" in str(failure) and "tried 3 times" in str(failure)
+
+
+async def test_a_canceled_task_costs_no_request(fake):
+    engine, spec = engine_for(fake)
+    monitor = BatchMonitor(canceled={"task1"})
+    try:
+        image, canceled = await engine.generate([job(spec), job(spec, n=1)], monitor)
+    finally:
+        await engine.close()
+    assert image.size == (1024, 1024)
+    assert isinstance(canceled, GenerationError) and str(canceled) == "canceled"
+    assert len(fake.requests) == 1

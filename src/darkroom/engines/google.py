@@ -71,7 +71,7 @@ class GoogleEngine:
         return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        return await each_job(jobs, self._generate_one)
+        return await each_job(jobs, lambda job: self._generate_one(job, monitor))
 
     async def close(self) -> None:
         await self._client.aio.aclose()
@@ -121,10 +121,13 @@ class GoogleEngine:
 
     # -- generation ----------------------------------------------------------------------
 
-    async def _generate_one(self, job: Job) -> Image.Image:
+    async def _generate_one(self, job: Job, monitor: BatchMonitor) -> Image.Image:
         ratio = _images.provider_ratio(self.spec, job.width, job.height, self.ratios)
         draw = self._imagen if self.imagen else self._gemini
-        data = await self.upstream.call(lambda: self._guarded(draw(job.prompt, ratio)))
+        data = await self.upstream.call(
+            lambda: self._guarded(draw(job.prompt, ratio)),
+            canceled=lambda: monitor.is_canceled(job.task_id),
+        )
         return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
 
     async def _guarded(self, call: Any) -> bytes:

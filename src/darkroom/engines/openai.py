@@ -69,14 +69,17 @@ class OpenAIEngine:
         return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        return await each_job(jobs, self._generate_one)
+        return await each_job(jobs, lambda job: self._generate_one(job, monitor))
 
     async def close(self) -> None:
         await self._client.close()
 
-    async def _generate_one(self, job: Job) -> Image.Image:
+    async def _generate_one(self, job: Job, monitor: BatchMonitor) -> Image.Image:
         size = self._size_for(job.width, job.height)
-        response = await self.upstream.call(lambda: self._request(job.prompt, size))
+        response = await self.upstream.call(
+            lambda: self._request(job.prompt, size),
+            canceled=lambda: monitor.is_canceled(job.task_id),
+        )
         data = response.data or []
         encoded = data[0].b64_json if data else None
         if not encoded:

@@ -34,6 +34,7 @@ from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import (
+    CANCELED,
     CLIENT_FOOTPRINT_BYTES,
     Upstream,
     UpstreamFailure,
@@ -48,7 +49,6 @@ log = structlog.get_logger("darkroom.engines.relay")
 PROVIDER = "The upstream image service"
 DEFAULT_KEY_ENV = "DARKROOM_RELAY_API_KEY"
 MIN_POLL_SECONDS = 1.0  # never poll one task more often than this
-CANCELED = "canceled"
 # Media API codes that may pass: internal error, overloaded.
 _PASSING_CODES = {1, 6}
 _OPERATOR_CODES = {2: "refused this server's key", 5: "has no balance left", 7: "refused the model"}
@@ -118,7 +118,9 @@ class RelayEngine:
     async def _relay(
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> Image.Image:
-        upstream_id = await self.upstream.call(lambda: self._create(job))
+        upstream_id = await self.upstream.call(
+            lambda: self._create(job), canceled=lambda: monitor.is_canceled(job.task_id)
+        )
         log.info("relayed", task_id=job.task_id, upstream_id=upstream_id)
         url = await self._wait(job, upstream_id, monitor, batch_progress)
         data = await self.upstream.call(lambda: self._download(url))

@@ -31,6 +31,7 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
+CANCELED = "canceled"  # the message of a task its owner canceled, as the task store words it
 # What an upstream engine holds in memory (an HTTP client), as the worker's engine pool asks
 # through `memory_bytes()`: small but not zero, so making room for one never unloads a model.
 CLIENT_FOOTPRINT_BYTES = 1 << 20
@@ -116,9 +117,12 @@ class Upstream:
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.max_in_flight)
 
-    async def call(self, request: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self, request: Callable[[], Awaitable[T]], *, canceled: Callable[[], bool] | None = None
+    ) -> T:
         """`request()` within the in-flight limit and the timeout, tried again on a retryable
-        failure. Raises GenerationError when it cannot succeed."""
+        failure. Raises GenerationError when it cannot succeed, or once `canceled()` is true
+        before a try."""
         limits = self.limits
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(limits.attempts),
@@ -133,7 +137,7 @@ class Upstream:
             reraise=True,
         )
         try:
-            return await retrying(self.once, request)
+            return await retrying(self.once, request, canceled=canceled)
         except UpstreamFailure as exc:
             if exc.retryable:
                 raise GenerationError(
@@ -141,10 +145,15 @@ class Upstream:
                 ) from exc
             raise GenerationError(f"{exc.message}.") from exc
 
-    async def once(self, request: Callable[[], Awaitable[T]]) -> T:
+    async def once(
+        self, request: Callable[[], Awaitable[T]], *, canceled: Callable[[], bool] | None = None
+    ) -> T:
         """`request()` once, within the in-flight limit and the timeout."""
         # A slot is held for one try only, never through a backoff sleep.
         async with self._slots:
+            # Checked once a slot is free: a task canceled while it queued costs no request.
+            if canceled is not None and canceled():
+                raise GenerationError(CANCELED)
             try:
                 async with asyncio.timeout(self.limits.timeout_seconds):
                     return await request()
