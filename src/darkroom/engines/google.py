@@ -88,9 +88,14 @@ class GoogleEngine:
             retry_options=types.HttpRetryOptions(attempts=1),  # Upstream.call retries
         )
         if self._uses_vertex(options):
+            project = options.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            if not project:
+                raise CatalogError(
+                    f'model "{self.spec.id}": Vertex AI needs project (or GOOGLE_CLOUD_PROJECT)'
+                )
             return genai.Client(
                 vertexai=True,
-                project=options.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT"),
+                project=project,
                 location=options.get("location")
                 or os.environ.get("GOOGLE_CLOUD_LOCATION", DEFAULT_LOCATION),
                 credentials=_service_account(options.get("credentials_file")),

@@ -183,7 +183,7 @@ class RelayEngine:
 
     async def _download(self, url: str) -> bytes:
         try:
-            response = await self._http.get(url)
+            response = await self._http.get(url, follow_redirects=True)
         except httpx.TransportError as exc:
             raise connection_failure(PROVIDER, exc) from None
         if response.status_code != 200:
