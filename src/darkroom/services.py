@@ -57,7 +57,7 @@ class Services:
             storage=open_storage(settings),
             catalog=file.catalog,
             policy=file.policy,
-            wakeup=_wakeup_for(db, settings),
+            wakeup=wakeup_for(db, settings),
         )
 
     async def migrate(self) -> None:
@@ -100,7 +100,7 @@ class Services:
         await self.db.dispose()
 
 
-def _wakeup_for(db: Database, settings: Settings) -> Wakeup:
+def wakeup_for(db: Database, settings: Settings) -> Wakeup:
     """Across processes on PostgreSQL (LISTEN/NOTIFY); within this process on SQLite."""
     if db.is_sqlite:
         return Wakeup()
