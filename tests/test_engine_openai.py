@@ -172,3 +172,15 @@ async def test_a_canceled_task_costs_no_request(fake):
     assert image.size == (1024, 1024)
     assert isinstance(canceled, GenerationError) and str(canceled) == "canceled"
     assert len(fake.requests) == 1
+
+
+async def test_a_content_policy_violation_is_a_refusal_too(fake):
+    engine, spec = engine_for(fake)
+    error = {"message": "Your request was rejected.", "type": "invalid_request_error"}
+    fake.fail_next(
+        400, payload={"error": {**error, "param": None, "code": "content_policy_violation"}}
+    )
+    [refusal] = await generate(engine, job(spec))
+    assert isinstance(refusal, GenerationError)
+    assert "blocked" in str(refusal) and "1002" in str(refusal)
+    assert len(fake.requests) == 1
