@@ -105,6 +105,7 @@ def test_cancel_errors_use_the_result_codes(idle_server):
         invalid = client.post("/v1/media/cancel", json={"task_id": "nope"}).json()
         assert invalid["code"] == 3 and invalid["issues"][0]["path"] == ["task_id"]
         assert client.post("/v1/media/cancel", json={}).json()["code"] == 3
+        assert client.get("/v1/media/cancel", params={"task_id": task["id"]}).json()["code"] == 99
     bad_key = httpx.post(
         f"{idle_server.base_url}/v1/media/cancel",
         json={"task_id": task["id"]},

@@ -153,6 +153,8 @@ class Worker:
                 outcomes = await engine.generate([_job(task) for task in batch], monitor)
                 metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
             for task, outcome in zip(batch, outcomes, strict=True):
+                if task.id in monitor.canceled:  # also for engines that cannot stop midway
+                    outcome = GenerationError(CANCELED_MESSAGE)
                 await self._finish(task, outcome)
         except GenerationError as exc:  # the whole batch cannot be made; retrying will not help
             for task in batch:
