@@ -221,3 +221,14 @@ def test_a_single_task_out_of_memory_fails_alone_with_a_clear_message():
     outcomes = run_jobs(call, [job("a"), job("b")], BatchMonitor())
     assert isinstance(outcomes[0], Image.Image)
     assert isinstance(outcomes[1], GenerationError) and str(outcomes[1]) == OUT_OF_MEMORY
+
+
+def test_diffusers_entries_default_to_gpu_batching():
+    catalog = Catalog.from_dict(
+        {
+            "plain": {"engine": "diffusers", "source": "stabilityai/sdxl-turbo"},
+            "tuned": {"engine": "diffusers", "source": "x", "max_batch": 8, "batch_wait_ms": 0},
+        }
+    )
+    assert (catalog["plain"].max_batch, catalog["plain"].batch_wait_ms) == (4, 75)
+    assert (catalog["tuned"].max_batch, catalog["tuned"].batch_wait_ms) == (8, 0)
