@@ -138,6 +138,7 @@ async def run_setting(
         )
         for index in range(concurrency)
     ]
+    before = _batch_histogram(model)
     started = time.perf_counter()
     running = [asyncio.create_task(worker.run()) for worker in workers]
     while True:
@@ -151,10 +152,17 @@ async def run_setting(
     await asyncio.gather(*running)
     if counts["failed"]:
         print(f"  warning: {counts['failed']} tasks failed", file=sys.stderr)
-    batches = REGISTRY.get_sample_value("darkroom_batch_size_count", {"model": model}) or 1
-    batched = REGISTRY.get_sample_value("darkroom_batch_size_sum", {"model": model}) or 0
+    batches, batched = _batch_histogram(model, before)
     await services.close()
-    return Result(max_batch, tasks, seconds, batched / batches), (pool, engine)
+    return Result(max_batch, tasks, seconds, batched / max(batches, 1)), (pool, engine)
+
+
+def _batch_histogram(model: str, before: tuple[float, float] = (0, 0)) -> tuple[float, float]:
+    """(engine calls, tasks) of the model's darkroom_batch_size histogram, less `before`."""
+    labels = {"model": model}
+    count = REGISTRY.get_sample_value("darkroom_batch_size_count", labels) or 0
+    total = REGISTRY.get_sample_value("darkroom_batch_size_sum", labels) or 0
+    return count - before[0], total - before[1]
 
 
 def _toml(model: str, entry: dict[str, Any]) -> str:
@@ -166,22 +174,23 @@ def _toml(model: str, entry: dict[str, Any]) -> str:
 
 async def compare(
     workdir: Path, entry: dict[str, Any], args: argparse.Namespace
-) -> list[tuple[Result, Any]]:
+) -> tuple[list[Result], Any]:
     """Each setting `repeat` times, settings interleaved so that a busy spell on a shared
-    machine hits both alike; the best run of each counts."""
-    batches, repeat = args.batches, args.repeat
-    best: dict[int, tuple[Result, Any]] = {}
-    for round_ in range(repeat):
-        for max_batch in batches:
+    machine hits both alike; the best run of each counts. Also returns the engine of the last
+    run, still loaded."""
+    best: dict[int, Result] = {}
+    pool: EnginePool | None = None
+    engine = None
+    for round_ in range(args.repeat):
+        for max_batch in args.batches:
+            if pool is not None:
+                await pool.close()  # one model in memory at a time
             result, (pool, engine) = await run_setting(
                 workdir / f"round-{round_}", entry, max_batch, args.tasks, args.workers
             )
-            if max_batch not in best or result.seconds < best[max_batch][0].seconds:
-                best[max_batch] = (result, engine)
-            last = round_ == repeat - 1 and max_batch == batches[-1]
-            if not last:
-                await pool.close()  # one model in memory at a time
-    return [best[max_batch] for max_batch in batches]
+            if max_batch not in best or result.seconds < best[max_batch].seconds:
+                best[max_batch] = result
+    return [best[max_batch] for max_batch in args.batches], engine
 
 
 def print_results(results: list[Result]) -> None:
@@ -216,8 +225,8 @@ def cpu(args: argparse.Namespace, workdir: Path) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
         f"{platform.processor() or platform.machine()}"
     )
-    results = asyncio.run(compare(workdir, entry, args))
-    print_results([r for r, _ in results])
+    results, _engine = asyncio.run(compare(workdir, entry, args))
+    print_results(results)
 
 
 # -- GPU: full-size SD 1.5 and SDXL with random weights -------------------------------------------
@@ -398,13 +407,12 @@ def gpu(args: argparse.Namespace, workdir: Path) -> None:
             f"(built and saved in {time.perf_counter() - started:.0f} s)"
         )
         entry = {"engine": "diffusers", "source": str(folder), "dtype": dtype_name, **settings}
-        results = asyncio.run(compare(workdir, entry, args))
-        print_results([r for r, _ in results])
-        engine = results[-1][1]
+        results, engine = asyncio.run(compare(workdir, entry, args))
+        print_results(results)
         side = settings["native_size"]
         flops = unet_flops_per_image(engine, side, side)
         print(f"  UNet FLOPs per image: {flops / 1e12:.2f} TFLOP")
-        for result, _ in results:
+        for result in results:
             achieved = flops * result.images_per_second
             fraction = f" = {achieved / peak:.1%} of peak" if peak else ""
             print(f"  max_batch {result.max_batch}: UNet {achieved / 1e12:.1f} TFLOP/s{fraction}")
