@@ -20,7 +20,12 @@ from tests.support.services import (
 CONFIGS = Path(__file__).parent / "configs"
 
 # Modules whose tests using the shared `darkroom` server run once per backend.
-ON_EVERY_BACKEND = {"tests.test_media_api", "tests.test_errors", "tests.test_storage"}
+ON_EVERY_BACKEND = {
+    "tests.test_media_api",
+    "tests.test_errors",
+    "tests.test_storage",
+    "tests.test_postgres",
+}
 # Tests that check the local storage's own link format; S3 links are checked in test_storage.
 LOCAL_LINKS_ONLY = {
     "tests.test_media_api::test_task_reaches_done_with_a_link_that_a_plain_get_downloads",

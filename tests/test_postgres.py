@@ -215,3 +215,15 @@ async def test_the_pool_never_opens_more_connections_than_its_bounds(postgres, t
         await asyncio.gather(watcher, return_exceptions=True)
         await services.close()
     assert 1 <= peak <= 3
+
+
+# -- over HTTP, on every backend ------------------------------------------------------------------
+
+
+def test_a_prompt_with_a_nul_character_is_code_3_not_an_internal_error(client):
+    # PostgreSQL's text columns cannot hold NUL: the API refuses it as invalid input.
+    body = {"model": "google-imagen-3", "prompt": "a lighthouse\x00at dusk"}
+    answer = client.post("/v1/media/create", json=body).json()
+    assert answer["code"] == 3 and answer["issues"][0]["path"] == ["prompt"]
+    body = {"model": "google-imagen-3", "prompt": "ok", "negative_prompt": "blur\x00noise"}
+    assert client.post("/v1/media/create", json=body).json()["code"] == 0

@@ -106,6 +106,9 @@ def parse_create(data: dict[str, Any]) -> CreateRequest:
                 f"it has {len(request.prompt.strip())}",
             )
         )
+    if "\x00" in request.prompt:  # PostgreSQL cannot store it in a text column
+        message = "prompt must not contain NUL characters (\\u0000)"
+        problems.append(issue(["prompt"], EXPECTED["prompt"], message))
     for index, url in enumerate(request.images or []):
         if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
             problems.append(
