@@ -5,6 +5,7 @@ engines); a finished one is left as it is; errors as for /result."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +141,28 @@ def test_canceling_a_done_task_leaves_it_done(busy_server):
         answer = client.post("/v1/media/cancel", json={"task_id": task["id"]}).json()
         assert answer == done
         assert httpx.get(answer["url"]).status_code == 200
+
+
+def test_a_canceled_task_whose_worker_died_is_not_run_again(tmp_path):
+    server = Darkroom(tmp_path, slow_catalog(tmp_path), lease_seconds=2)
+    server.start_server("--workers", "0")
+    try:
+        with client_for(server, server.create_key()) as client:
+            doomed = server.start_worker()
+            task = create(client)
+            wait_for_status(client, task["id"], ("processing",), timeout=120)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait()
+            batches_before = _batch_lines(server)
+            answer = client.post("/v1/media/cancel", json={"task_id": task["id"]}).json()
+            assert answer["status"] == "processing"  # only its lease can tell it is orphaned
+            server.start_worker()  # sweeps expired leases
+            ended = wait_for_status(client, task["id"], timeout=120)
+            assert (ended["status"], ended["message"]) == ("failed", "canceled")
+        assert _batch_lines(server) == batches_before  # the second worker never ran it
+    finally:
+        server.stop()
+
+
+def _batch_lines(server: Darkroom) -> list[str]:
+    return [line for line in server.logs().splitlines() if '"event": "batch"' in line]
