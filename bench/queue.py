@@ -194,8 +194,10 @@ def _conditions(pg_version: str | None) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     parts = [
         f"machine: {platform.node()}, {cpu}, {os.cpu_count()} cores, {platform.platform()}",
+        f"load average at the end (1, 5, 15 min): {load} (other work on the machine counts)",
         f"python {platform.python_version()}, SQLAlchemy {version('sqlalchemy')}, "
         f"asyncpg {version('asyncpg')}, aiosqlite {version('aiosqlite')}, "
         f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL)",

@@ -184,6 +184,7 @@ async def statuses_in_database(url: str) -> dict[str, int]:
         await conn.close()
 
 
+@pytest.mark.timeout(900)  # a few minutes on two cores; more when the machine is shared
 def test_killing_a_worker_and_an_api_node_mid_run_loses_and_repeats_nothing(
     cluster_backend, tmp_path
 ):
