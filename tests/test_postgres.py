@@ -179,6 +179,23 @@ async def test_a_notify_in_one_process_wakes_a_listener_in_another(postgres, tmp
         await api_side.close()
 
 
+@pytest.mark.parametrize(
+    "options", ["?sslmode=disable", "?ssl=disable", "?ssl=prefer&prepared_statement_cache_size=0"]
+)
+async def test_url_options_work_for_the_pool_and_for_listen(postgres, tmp_path, options):
+    # libpq spells TLS `sslmode`, SQLAlchemy's asyncpg dialect `ssl`, and asyncpg.connect
+    # sends options it does not know to the server: each connection gets what it can read.
+    url = postgres.new_database("options") + options
+    services = Services.open(Settings(data_dir=tmp_path, database_url=url))
+    try:
+        async with services.db.read() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        await services.wakeup.wait(0)
+        await asyncio.wait_for(services.wakeup.listening.wait(), 30)  # type: ignore[attr-defined]
+    finally:
+        await services.close()
+
+
 async def test_the_pool_never_opens_more_connections_than_its_bounds(postgres, tmp_path):
     url = postgres.new_database("pool")
     settings = Settings(

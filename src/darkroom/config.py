@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class Settings(BaseSettings):
@@ -72,7 +73,14 @@ class Settings(BaseSettings):
             ("postgres://", "postgresql+asyncpg://"),
         ):
             if url.startswith(plain):
-                return driver + url[len(plain) :]
+                url = driver + url[len(plain) :]
+                break
+        if url.startswith("postgresql+asyncpg://") and "sslmode=" in url:
+            # libpq's `sslmode`, which operators write out of habit, is `ssl` to asyncpg.
+            parsed = make_url(url)
+            query = {k: v for k, v in parsed.query.items() if k != "sslmode"}
+            query.setdefault("ssl", parsed.query["sslmode"])
+            url = parsed.set(query=query).render_as_string(hide_password=False)
         return url
 
     @property

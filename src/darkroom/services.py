@@ -109,6 +109,25 @@ def wakeup_for(db: Database, settings: Settings) -> Wakeup:
         async with db.write() as conn:
             await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": channel})
 
-    # asyncpg itself takes the URL without SQLAlchemy's "+asyncpg" driver suffix.
-    dsn = sa.make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresWakeup(dsn, notify_sql, safety_poll_seconds=settings.listen_poll_seconds)
+    return PostgresWakeup(
+        listen_dsn(db.url), notify_sql, safety_poll_seconds=settings.listen_poll_seconds
+    )
+
+
+# What asyncpg reads from a DSN's query string; it sends any other key to the server as a
+# setting, which the server refuses (SQLAlchemy's `?ssl=require`, `prepared_statement_...`).
+_ASYNCPG_DSN_OPTIONS = {
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslnegotiation",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
+    "krbsrvname", "gsslib", "service", "passfile",
+}  # fmt: skip
+
+
+def listen_dsn(sqlalchemy_url: str) -> str:
+    """The database URL as asyncpg.connect takes it, for the dedicated LISTEN connection."""
+    url = sa.make_url(sqlalchemy_url).set(drivername="postgresql")
+    query = {k: v for k, v in url.query.items() if k in _ASYNCPG_DSN_OPTIONS}
+    if "ssl" in url.query and "sslmode" not in query:
+        ssl = str(url.query["ssl"]).lower()
+        query["sslmode"] = {"true": "require", "false": "disable"}.get(ssl, ssl)
+    return url.set(query=query).render_as_string(hide_password=False)
