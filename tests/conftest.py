@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -13,8 +13,10 @@ from tests.support.services import (
     MissingService,
     PostgresServer,
     S3Server,
+    postgres_bindir,
     postgres_server,
     seaweedfs_server,
+    weed_binary,
 )
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -47,23 +49,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
     """A private PostgreSQL cluster on a loopback port."""
-    try:
-        with postgres_server() as server:
-            yield server
-            _stop_shared_servers(request)  # they use it: stop them first
-    except MissingService as exc:
-        pytest.fail(str(exc), pytrace=False)
+    fail_if_missing(postgres_bindir)
+    with postgres_server() as server:
+        yield server
+        _stop_shared_servers(request)  # they use it: stop them first
 
 
 @pytest.fixture(scope="session")
 def s3(request: pytest.FixtureRequest) -> Iterator[S3Server]:
     """A private SeaweedFS S3 server on loopback ports."""
+    fail_if_missing(weed_binary)
+    with seaweedfs_server() as server:
+        yield server
+        _stop_shared_servers(request)
+
+
+def fail_if_missing(find: Callable[[], object]) -> None:
+    """CI installs the servers, so a missing one fails the tests that need it (no skip)."""
     try:
-        with seaweedfs_server() as server:
-            yield server
-            _stop_shared_servers(request)
+        find()
     except MissingService as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    else:
+        return
+    pytest.fail(missing, pytrace=False)
 
 
 def backend_named(request: pytest.FixtureRequest, name: str) -> Backend:
