@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # fetch a CUDA build of several GB.
 TORCH ?= torch==2.13.0
 
-.PHONY: serve test lint bench-api clean
+.PHONY: serve test lint bench-api bench-queue clean
 
 serve: $(VENV)/.serve-installed
 	$(BIN)/darkroom serve --config config/demo.toml --first-key
@@ -23,6 +23,10 @@ lint: $(VENV)/.test-installed
 
 bench-api: $(VENV)/.test-installed
 	$(BIN)/python bench/api.py
+
+bench-queue: $(VENV)/.test-installed
+	bash scripts/test-services.sh
+	$(BIN)/python bench/queue.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
