@@ -104,11 +104,15 @@ class S3Storage:
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
             chunk = keys[start : start + _DELETE_BATCH]
-            await asyncio.to_thread(
+            answer = await asyncio.to_thread(
                 self.client.delete_objects,
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
             )
+            # Per-key failures come back in the answer, not as an exception. They are logged
+            # rather than retried forever; the lifecycle rule, where there is one, gets them.
+            for error in answer.get("Errors", []):
+                log.warning("result not deleted", key=error.get("Key"), error=error.get("Code"))
 
     # -- helpers ------------------------------------------------------------------------------
 
