@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -54,7 +55,13 @@ class PostgresWakeup(Wakeup):
 
     PROBE_SECONDS = 30.0  # a half-open TCP connection is only found by using it
 
-    def __init__(self, dsn: str, notify_sql: Any, *, safety_poll_seconds: float) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        notify_sql: Callable[[str], Awaitable[None]],
+        *,
+        safety_poll_seconds: float,
+    ) -> None:
         super().__init__()
         self.dsn = dsn
         self._notify_sql = notify_sql
@@ -103,6 +110,7 @@ class PostgresWakeup(Wakeup):
             try:
                 conn = await asyncpg.connect(self.dsn, timeout=10)
                 await self._listen_on(conn)
+                log.warning("LISTEN connection closed; polling until it is back")
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
