@@ -10,7 +10,16 @@ figures are the API's own cost: authentication, validation, one committed INSERT
 one indexed read per result.
 """
 
+# ruff: noqa: E402 - the import path is fixed before anything else is imported
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The repository root replaces this script's folder on the import path, before any import:
+# tests.support is imported from there, and bench/queue.py must not shadow the standard
+# library's `queue`.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
@@ -18,17 +27,17 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from tests.support.servers import Darkroom, free_port  # noqa: E402
+from tests.support.servers import Darkroom, free_port
 
 BODY = {"model": "google-imagen-3", "ar": "16:9", "prompt": "a lighthouse at dusk, film grain"}
 
@@ -66,18 +75,42 @@ def _row(name: str, seconds: float, latencies: list[float]) -> dict[str, float |
     }
 
 
+def bare_app() -> FastAPI:
+    """The baseline: a bare FastAPI endpoint on the same server stack (uvicorn, uvloop,
+    httptools) that parses a JSON body and answers a task-shaped object, with no key check, no
+    database and no storage. What Darkroom adds on top of this is what the bench shows."""
+    app = FastAPI()
+
+    @app.post("/bare")
+    async def bare(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            {
+                "code": 0,
+                "id": "6880f043e6060500018821de",
+                "model": body.get("model"),
+                "prompt": body.get("prompt"),
+                "created_at": int(time.time()),
+                "status": "idle",
+                "url": None,
+            }
+        )
+
+    return app
+
+
+def _serve_bare(port: int) -> None:
+    # The same uvicorn settings as `darkroom serve`, logs at warning like the Darkroom server.
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=75)
+
+
 def _start_bare() -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable, "-m", "uvicorn", "bare_app:app",
-            "--app-dir", str(ROOT / "bench"),
-            "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--timeout-keep-alive", "75",
-        ],
+        [sys.executable, __file__, "--serve-bare", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     _wait_answering(url, process)
     return process, url
@@ -143,7 +176,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_bare:
+        _serve_bare(args.serve_bare)
+        return
     with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as folder:
         darkroom = Darkroom(
             Path(folder), ROOT / "config" / "demo.toml", log_level="warning", max_queue=10**9
