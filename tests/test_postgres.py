@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -19,7 +20,7 @@ from darkroom.db.migrate import migrate
 from darkroom.keys import ApiKey, KeyStore
 from darkroom.services import Services
 from darkroom.tasks import NewTask, TaskStore
-from darkroom.worker.wakeup import PostgresWakeup
+from darkroom.worker.wakeup import LISTENER_NAME, PostgresWakeup
 from tests.support.services import PostgresServer
 
 
@@ -175,6 +176,39 @@ async def test_a_notify_in_one_process_wakes_a_listener_in_another(postgres, tmp
         api_side.wakeup.notify()
         await asyncio.wait_for(waiting, 30)  # woken, rather than timed out after an hour
     finally:
+        await worker_side.close()
+        await api_side.close()
+
+
+async def test_a_lost_listen_connection_is_reopened_and_still_wakes_workers(postgres, tmp_path):
+    url = postgres.new_database("relisten")
+    settings = Settings(data_dir=tmp_path, database_url=url, listen_poll_seconds=3600)
+    worker_side, api_side = Services.open(settings), Services.open(settings)
+    wakeup = worker_side.wakeup
+    assert isinstance(wakeup, PostgresWakeup)
+    admin = await asyncpg.connect(postgres.url("postgres"))
+    listeners = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2"
+    database = url.rsplit("/", 1)[1]
+    try:
+        await wakeup.wait(0)
+        await asyncio.wait_for(wakeup.listening.wait(), 30)
+        [first] = [row["pid"] for row in await admin.fetch(listeners, database, LISTENER_NAME)]
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+
+        async def reopened() -> None:
+            while True:
+                rows = await admin.fetch(listeners, database, LISTENER_NAME)
+                if rows and [row["pid"] for row in rows] != [first] and wakeup.listening.is_set():
+                    return
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(reopened(), 60)
+        waiting = asyncio.create_task(wakeup.wait(3600))
+        await asyncio.sleep(0)
+        api_side.wakeup.notify()
+        await asyncio.wait_for(waiting, 30)
+    finally:
+        await admin.close()
         await worker_side.close()
         await api_side.close()
 

@@ -18,6 +18,7 @@ import structlog
 log = structlog.get_logger("darkroom.wakeup")
 
 CHANNEL = "darkroom_tasks"
+LISTENER_NAME = "darkroom-listen"  # its application_name, to tell it apart in pg_stat_activity
 
 
 class Wakeup:
@@ -108,7 +109,9 @@ class PostgresWakeup(Wakeup):
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=10)
+                conn = await asyncpg.connect(
+                    self.dsn, timeout=10, server_settings={"application_name": LISTENER_NAME}
+                )
                 await self._listen_on(conn)
                 log.warning("LISTEN connection closed; polling until it is back")
                 backoff = 0.5
