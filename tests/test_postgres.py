@@ -117,15 +117,22 @@ async def test_concurrent_claimers_never_get_the_same_task(postgres, limit):
     queued = await queue(setup, 300, ["a:512x512", "b:512x512", "c:768x512"])
     claimers = [Database(url, pool_size=1, max_overflow=0) for _ in range(8)]
 
-    async def claim_until_empty(database: Database, owner: str) -> list[list]:
+    async def claim_until_empty(database: Database, owner: str, fill: bool) -> list[list]:
+        """Claims as a worker does: by the oldest task's batch or, as when a batch fills, by
+        a given batch key (half of the claimers start that way, racing the others)."""
         store, batches = TaskStore(database), []
+        while fill and (
+            batch := await store.claim(owner, limit=limit, lease_seconds=60, batch_key="a:512x512")
+        ):
+            assert {t.batch_key for t in batch} == {"a:512x512"}
+            batches.append(batch)
         while batch := await store.claim(owner, limit=limit, lease_seconds=60):
             batches.append(batch)
         return batches
 
     try:
         results = await asyncio.gather(
-            *(claim_until_empty(d, f"claimer-{i}") for i, d in enumerate(claimers))
+            *(claim_until_empty(d, f"claimer-{i}", i % 2 == 0) for i, d in enumerate(claimers))
         )
     finally:
         for database in claimers:
