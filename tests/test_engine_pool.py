@@ -81,3 +81,25 @@ def test_an_engine_running_a_batch_is_never_unloaded(catalog, tmp_path):
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_an_upstream_engine_never_unloads_a_model(catalog, tmp_path, monkeypatch):
+    """An upstream engine holds an HTTP client, not weights: opening one with the budget full
+    leaves the loaded models in place."""
+    monkeypatch.setenv("RELAY_TEST_KEY", "dk_relay")
+    upstream = {
+        "engine": "relay",
+        "base_url": "http://127.0.0.1:9",
+        "api_key_env": "RELAY_TEST_KEY",
+    }
+    both = Catalog({**catalog.models, **Catalog.from_dict({"relayed": upstream}).models})
+    sizes = footprints(catalog, tmp_path)
+
+    async def scenario() -> None:
+        pool = EnginePool(both, tmp_path, memory_budget_mb=sizes["sd15"] * 1.01 / MB)
+        await pool.get("sd15")
+        await pool.get("relayed")
+        assert pool.loaded() == ["sd15", "relayed"]
+        await pool.close()
+
+    asyncio.run(scenario())

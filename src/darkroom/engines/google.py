@@ -26,7 +26,6 @@ from darkroom.engines import _images
 from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import (
-    CLIENT_FOOTPRINT_BYTES,
     Upstream,
     UpstreamLimits,
     connection_failure,
@@ -66,9 +65,6 @@ class GoogleEngine:
         self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
         self._secrets: list[str] = []
         self._client = self._connect(options)
-
-    def memory_bytes(self) -> int:
-        return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         return await each_job(jobs, lambda job: self._generate_one(job, monitor))

@@ -21,7 +21,6 @@ from darkroom.engines import _images
 from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import (
-    CLIENT_FOOTPRINT_BYTES,
     Upstream,
     UpstreamLimits,
     connection_failure,
@@ -64,9 +63,6 @@ class OpenAIEngine:
             timeout=self.upstream.limits.timeout_seconds,
             max_retries=0,
         )
-
-    def memory_bytes(self) -> int:
-        return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         return await each_job(jobs, lambda job: self._generate_one(job, monitor))

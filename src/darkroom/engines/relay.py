@@ -28,7 +28,6 @@ from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import (
-    CLIENT_FOOTPRINT_BYTES,
     Upstream,
     UpstreamFailure,
     UpstreamLimits,
@@ -74,9 +73,6 @@ class RelayEngine:
             provider=PROVIDER,
             secrets=[self._key],
         )
-
-    def memory_bytes(self) -> int:
-        return CLIENT_FOOTPRINT_BYTES
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         batch_progress = {job.task_id: 0.0 for job in jobs}

@@ -32,9 +32,6 @@ _SECRET_SHAPES = re.compile(
 )
 MAX_MESSAGE_CHARS = 300
 CANCELED = "canceled"  # the message of a task its owner canceled, as the task store words it
-# What an upstream engine holds in memory (an HTTP client), as the worker's engine pool asks
-# through `memory_bytes()`: small but not zero, so making room for one never unloads a model.
-CLIENT_FOOTPRINT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)

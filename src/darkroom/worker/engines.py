@@ -65,7 +65,8 @@ class EnginePool:
                 self._engines.move_to_end(model_id)
                 return self._engines[model_id]
             engine = load_engine(self.catalog[model_id], self.data_dir)
-            await self._make_room(model_id, _footprint(engine))
+            if _holds_weights(engine):
+                await self._make_room(model_id, _footprint(engine))
             await self._load(model_id, engine)
             self._engines[model_id] = engine
             self._footprints[model_id] = _footprint(engine)
@@ -124,6 +125,11 @@ class EnginePool:
         for engine in self._engines.values():
             await engine.close()
         self._engines.clear()
+
+
+def _holds_weights(engine: Engine) -> bool:
+    """Engines with local weights load them (`load`); upstream ones hold only an HTTP client."""
+    return getattr(engine, "load", None) is not None
 
 
 def _footprint(engine: Engine) -> int:
