@@ -14,6 +14,7 @@ from darkroom import cli_client, logs
 from darkroom.config import Settings
 from darkroom.engines import CatalogError
 from darkroom.services import Services
+from darkroom.worker.engines import configuration_problems
 
 app = typer.Typer(help="Darkroom: self-hosted asynchronous image generation.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -87,12 +88,22 @@ def serve(
 async def _prepare(settings: Settings, first_key: bool) -> None:
     services = Services.open(settings)
     try:
+        if settings.workers > 0:
+            await _check_engines(services, services.catalog.ids())
         await services.migrate()
         if first_key and await services.keys.count() == 0:
             raw, _ = await services.keys.create("first")
             _print_welcome(settings, raw, services.catalog.ids())
     finally:
         await services.close()
+
+
+async def _check_engines(services: Services, models: list[str]) -> None:
+    problems = await configuration_problems(services.catalog, models, services.settings.data_dir)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 def _print_welcome(settings: Settings, raw: str, models: list[str]) -> None:
@@ -133,6 +144,7 @@ async def _run_workers(services: Services, concurrency: int, models: list[str] |
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    await _check_engines(services, models or services.catalog.ids())
     await services.migrate()
     services.start_workers(concurrency, models)
     await stopping.wait()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from darkroom.engines import Catalog, Engine, load_engine
+from darkroom.engines import Catalog, CatalogError, Engine, load_engine
 from darkroom.engines.callbacks import is_out_of_memory
 from darkroom.engines.memory import device_free_bytes
 
@@ -125,6 +125,20 @@ class EnginePool:
         for engine in self._engines.values():
             await engine.close()
         self._engines.clear()
+
+
+async def configuration_problems(catalog: Catalog, models: list[str], data_dir: Path) -> list[str]:
+    """Opens each model's engine without loading it, so that a configuration that cannot work
+    (no credentials, no source) stops a worker at start instead of failing every task."""
+    problems = []
+    for model_id in models:
+        try:
+            engine = load_engine(catalog[model_id], data_dir)
+        except CatalogError as exc:
+            problems.append(str(exc))
+            continue
+        await engine.close()
+    return problems
 
 
 def _holds_weights(engine: Engine) -> bool:
