@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     s3_lifecycle: bool = Field(True, description="Install a bucket rule that deletes old results")
 
+    # Memory a worker process may give to loaded models, in MB; past it the least recently used
+    # model is unloaded. None: the device's own free memory decides.
+    memory_budget_mb: float | None = None
+
     max_queue: int = 10_000
     max_body_bytes: int = 1_000_000
     # Longer than a load balancer's idle timeout (60 s on common ones), so the server is never

@@ -68,7 +68,9 @@ class Services:
     def start_workers(self, count: int, models: list[str] | None = None) -> None:
         if count <= 0:
             return
-        self.engines = EnginePool(self.catalog, self.settings.data_dir)
+        self.engines = EnginePool(
+            self.catalog, self.settings.data_dir, memory_budget_mb=self.settings.memory_budget_mb
+        )
         for index in range(count):
             worker = Worker(
                 self.store,

@@ -13,7 +13,6 @@ unloaded for it.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,9 +35,6 @@ class EnginePool:
     ) -> None:
         self.catalog = catalog
         self.data_dir = data_dir
-        if memory_budget_mb is None:
-            # Until the composition root passes Settings.memory_budget_mb, read it directly.
-            memory_budget_mb = float(os.environ.get("DARKROOM_MEMORY_BUDGET_MB") or 0) or None
         self.budget = int(memory_budget_mb * MB) if memory_budget_mb else None
         self._engines: OrderedDict[str, Engine] = OrderedDict()  # least recently used first
         self._in_use: dict[str, int] = {}
