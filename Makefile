@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # fetch a CUDA build of several GB.
 TORCH ?= torch==2.13.0
 
-.PHONY: serve test lint bench-api bench-queue clean
+.PHONY: serve test lint bench-api bench-queue bench-engine clean
 
 serve: $(VENV)/.serve-installed
 	$(BIN)/darkroom serve --config config/demo.toml --first-key
@@ -23,6 +23,9 @@ lint: $(VENV)/.test-installed
 
 bench-api: $(VENV)/.test-installed
 	$(BIN)/python bench/api.py
+
+bench-engine: $(VENV)/.test-installed
+	$(BIN)/python bench/engine.py
 
 bench-queue: $(VENV)/.test-installed
 	bash scripts/test-services.sh
