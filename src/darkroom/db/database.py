@@ -1,21 +1,26 @@
-"""The async engine and the two kinds of transaction the store needs.
+"""The engine and the two kinds of transaction the store needs.
 
 SQLite allows one writer at a time. A deferred transaction that reads and then writes can fail
 at once with "database is locked" when another writer got there first, so every write
 transaction here starts with BEGIN IMMEDIATE (it takes the write lock up front and waits for it
 under busy_timeout), and writers of one process also queue on an asyncio lock instead of
-spinning in SQLite's busy handler. Reads run in deferred transactions, which WAL lets proceed
-beside a writer.
+spinning in SQLite's busy handler. Reads run in autocommit mode, which WAL lets proceed beside a
+writer. SQLite runs on a sync engine in threads (db/sqlite.py), PostgreSQL on asyncpg.
+
+On both, `read()` and `write()` yield a connection whose `await conn.execute(statement)` answers
+a SQLAlchemy result and whose `await conn.run_sync(fn)` runs fn(sync_connection).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
-from sqlalchemy import event
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from darkroom.db.sqlite import SQLiteDatabase, SQLiteReads, SQLiteTransaction
+
+Connection = AsyncConnection | SQLiteReads | SQLiteTransaction
 
 
 class Database:
@@ -29,13 +34,17 @@ class Database:
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._sqlite: SQLiteDatabase | None = None
+        # The SQLAlchemy engine: async (asyncpg) on PostgreSQL; sync (sqlite3, run in
+        # threads) on SQLite.
+        self.engine: AsyncEngine | Engine
         if self.is_sqlite:
-            self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 60})
-            _make_sqlite_transactions_explicit(self.engine)
+            self._sqlite = SQLiteDatabase(url)
+            self.engine = self._sqlite.engine
         else:
             # Bounded: a burst of requests waits up to pool_timeout for a connection instead
             # of opening more than the server's max_connections allows across all nodes.
-            self.engine = create_async_engine(
+            self._async_engine = create_async_engine(
                 url,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
@@ -43,41 +52,21 @@ class Database:
                 pool_pre_ping=True,
                 connect_args={"server_settings": {"application_name": "darkroom"}},
             )
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            self.engine = self._async_engine
 
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    def write(self) -> AbstractAsyncContextManager[Connection]:
         """A transaction that may write; committed when the block exits without error."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._write_lock is not None:
-                await stack.enter_async_context(self._write_lock)
-            conn = await stack.enter_async_context(self.engine.begin())
-            yield conn
+        if self._sqlite is not None:
+            return self._sqlite.write()
+        return self._async_engine.begin()
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            await conn.execution_options(sqlite_begin="DEFERRED")
-            yield conn
+    def read(self) -> AbstractAsyncContextManager[Connection]:
+        if self._sqlite is not None:
+            return self._sqlite.reads
+        return self._async_engine.connect()
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
-
-
-def _make_sqlite_transactions_explicit(engine: AsyncEngine) -> None:
-    """pysqlite's own transaction handling defers BEGIN; take it over (SQLAlchemy's recipe)."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def on_begin(conn):  # type: ignore[no-untyped-def]
-        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if self._sqlite is not None:
+            await self._sqlite.dispose()
+        else:
+            await self._async_engine.dispose()

@@ -16,7 +16,7 @@ _PG_MIGRATION_LOCK = 0x6461726B
 
 
 async def migrate(db: Database) -> None:
-    async with db.engine.begin() as conn:
+    async with db.write() as conn:
         if not db.is_sqlite:
             await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
         await conn.run_sync(_upgrade_to_head)

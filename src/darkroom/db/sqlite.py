@@ -1,0 +1,243 @@
+"""SQLite on a sync engine in threads, one hop per statement.
+
+aiosqlite runs each DBAPI call (BEGIN, execute, each fetch, cursor close, rollback on return to
+the pool) as its own hop to the connection's thread, with a greenlet switch around each: a
+one-row read took several hops. Here the same SQLAlchemy statements run on the standard
+library's driver in threads that each keep their connection, and each hop does a whole step:
+
+- a read is one hop: the statement runs on the thread's connection in SQLite's autocommit mode,
+  its own snapshot (as each statement on PostgreSQL under READ COMMITTED);
+- a write transaction runs on the one writer thread and its connection: the first statement
+  begins (BEGIN IMMEDIATE) and executes in one hop, each further statement is a hop, and the
+  end of the block commits or rolls back in one more. The writer thread runs what it is given
+  in order, so the next transaction can be handed in as soon as this one's end is: it starts
+  after it, without waiting for the event loop to hear that the commit is done.
+
+Every statement's rows are read to the end in its thread, so the event loop never touches a
+cursor and never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, Result
+
+T = TypeVar("T")
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+# Threads for reads, per process. Statements mostly hold the GIL, so more would not read
+# faster; aiosqlite had up to 15 (its pool: 5 + 10 overflow).
+READ_THREADS = 8
+# Seconds SQLite's busy handler waits for another process's write lock.
+BUSY_TIMEOUT = 60
+
+
+class SQLiteDatabase:
+    """SQLite for the Database facade: reads and write transactions on a sync engine."""
+
+    def __init__(self, url: str) -> None:
+        # The same database with the standard library's driver (sqlite+aiosqlite -> sqlite).
+        target = sa.make_url(url).set(drivername="sqlite")
+        if target.database in (None, "", ":memory:"):
+            raise ValueError("SQLite needs a database file: each connection to :memory: is empty")
+        self.engine: Engine = sa.create_engine(
+            target,
+            connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False},
+            # A connection for each thread, and room for users of the engine itself.
+            pool_size=READ_THREADS + 1,
+            max_overflow=READ_THREADS,
+        )
+        _make_transactions_explicit(self.engine)
+        self._reader = _Threads(
+            self.engine.execution_options(sqlite_begin=None), READ_THREADS, "darkroom-sqlite-read"
+        )
+        self._writer = _Threads(self.engine, 1, "darkroom-sqlite-write")
+        # What `async with db.read() as conn` gives: nothing to open or end.
+        self.reads = SQLiteReads(self._reader)
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[SQLiteTransaction]:
+        """Committed when the block exits without error, rolled back otherwise."""
+        await self._write_lock.acquire()
+        transaction = SQLiteTransaction(self._writer)
+        commit = False
+        try:
+            yield transaction
+            commit = True
+        finally:
+            ended = transaction.end(commit=commit)
+            # The end is queued on the writer thread behind this transaction's statements, so
+            # the next transaction may queue its own behind it already.
+            self._write_lock.release()
+            # Shielded: a canceled caller stops waiting, the transaction still ends.
+            await asyncio.shield(ended)
+
+    async def dispose(self) -> None:
+        """Lets the threads finish what they were given, then closes the connections. Like an
+        engine after dispose(), the database can still be used afterwards."""
+        await asyncio.gather(self._reader.close(), self._writer.close())
+        self.engine.dispose()
+
+
+class SQLiteReads:
+    """What `Database.read()` yields on SQLite: each statement is one hop to a read thread,
+    on that thread's connection, in SQLite's autocommit mode (no BEGIN, nothing to end)."""
+
+    def __init__(self, threads: _Threads) -> None:
+        self._threads = threads
+
+    async def __aenter__(self) -> SQLiteReads:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def execute(
+        self,
+        statement: sa.Executable,
+        parameters: Parameters = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        return await self._threads.run(_execute, statement, parameters, execution_options)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._threads.run(fn, *args, **kwargs)
+
+
+class SQLiteTransaction:
+    """What `Database.write()` yields on SQLite: statements on the writer thread's connection,
+    in one BEGIN IMMEDIATE transaction, each one hop."""
+
+    def __init__(self, writer: _Threads) -> None:
+        self._writer = writer
+        self._open = True
+
+    async def execute(
+        self,
+        statement: sa.Executable,
+        parameters: Parameters = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        return await self.run_sync(_execute, statement, parameters, execution_options)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if not self._open:
+            raise sa.exc.ResourceClosedError("This transaction has ended")
+        return await self._writer.run(fn, *args, **kwargs)
+
+    def end(self, *, commit: bool) -> asyncio.Future[None]:
+        self._open = False
+        return self._writer.submit(_end, commit, keep_on_error=False)
+
+
+def _execute(
+    conn: Connection,
+    statement: sa.Executable,
+    parameters: Parameters,
+    options: Mapping[str, Any] | None,
+) -> Result[Any]:
+    """The statement's result with every row read and its cursor closed."""
+    result = conn.execute(statement, parameters, execution_options=options)
+    if not result.returns_rows:
+        # An UPDATE without RETURNING: SQLAlchemy closed the cursor and kept the rowcount.
+        return result
+    rowcount = result.rowcount  # type: ignore[attr-defined]
+    rows = result.freeze()()
+    rows.rowcount = rowcount  # type: ignore[attr-defined]
+    return rows
+
+
+def _end(conn: Connection, commit: bool) -> None:
+    if commit:
+        conn.commit()
+    else:
+        conn.rollback()
+
+
+class _Threads:
+    """Threads that each keep one connection of the engine and run fn(connection, ...)."""
+
+    def __init__(self, engine: Engine, count: int, name: str) -> None:
+        self._engine = engine
+        self._count = count
+        self._name = name
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._opened: set[Connection] = set()
+        self._opened_lock = threading.Lock()
+
+    def submit(
+        self, fn: Callable[..., T], *args: Any, keep_on_error: bool = True, **kwargs: Any
+    ) -> asyncio.Future[T]:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._count, thread_name_prefix=self._name
+            )
+        return asyncio.wrap_future(
+            self._executor.submit(self._call, fn, args, kwargs, keep_on_error)
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.submit(fn, *args, **kwargs)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        with self._opened_lock:
+            opened, self._opened = self._opened, set()
+        for conn in opened:
+            conn.close()
+
+    # -- in a thread --------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., T], args: Any, kwargs: Any, keep_on_error: bool) -> T:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._engine.connect()
+            with self._opened_lock:
+                self._opened.add(conn)
+        try:
+            return fn(conn, *args, **kwargs)
+        except BaseException:
+            # A failed statement leaves its transaction for the end of the block to roll back;
+            # a failed end (or read) leaves a connection in doubt: the next call opens another.
+            if not keep_on_error or not conn.in_transaction() or conn.invalidated:
+                self._local.conn = None
+                with self._opened_lock:
+                    self._opened.discard(conn)
+                conn.close()
+            raise
+
+
+def _make_transactions_explicit(engine: Engine) -> None:
+    """pysqlite's own transaction handling defers BEGIN; take it over (SQLAlchemy's recipe).
+    A transaction begins IMMEDIATE unless the execution option `sqlite_begin` names another
+    mode; None leaves SQLite in autocommit mode, each statement its own transaction."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn):  # type: ignore[no-untyped-def]
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        if mode is not None:
+            conn.exec_driver_sql(f"BEGIN {mode}")
