@@ -99,12 +99,14 @@ def test_sigterm_lets_a_worker_finish_its_task_then_exit(tmp_path):
             worker.send_signal(signal.SIGTERM)
             second = client.post("/v1/media/create", json={"model": "slow", "prompt": "2"}).json()
             assert worker.wait(timeout=120) == 0
-            assert client.get("/v1/media/result", params={"task_id": first["id"]}).json()[
-                "status"
-            ] == "done"
+            assert (
+                client.get("/v1/media/result", params={"task_id": first["id"]}).json()["status"]
+                == "done"
+            )
             # It claimed nothing after the signal.
-            assert client.get("/v1/media/result", params={"task_id": second["id"]}).json()[
-                "status"
-            ] == "idle"
+            assert (
+                client.get("/v1/media/result", params={"task_id": second["id"]}).json()["status"]
+                == "idle"
+            )
     finally:
         server.stop()
