@@ -199,7 +199,7 @@ def _conditions(pg_version: str | None) -> str:
         f"machine: {platform.node()}, {cpu}, {os.cpu_count()} cores, {platform.platform()}",
         f"load average at the end (1, 5, 15 min): {load} (other work on the machine counts)",
         f"python {platform.python_version()}, SQLAlchemy {version('sqlalchemy')}, "
-        f"asyncpg {version('asyncpg')}, aiosqlite {version('aiosqlite')}, "
+        f"asyncpg {version('asyncpg')}, "
         f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL)",
     ]
     if pg_version:

@@ -69,10 +69,11 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The database URL with an async driver, whatever form the operator wrote."""
+        """The database URL with its driver (asyncpg for PostgreSQL; SQLite runs on the
+        standard library's driver in threads, see db/sqlite.py), whatever form the operator
+        wrote."""
         url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'darkroom.db'}"
         for plain, driver in (
-            ("sqlite://", "sqlite+aiosqlite://"),
             ("postgresql://", "postgresql+asyncpg://"),
             ("postgres://", "postgresql+asyncpg://"),
         ):

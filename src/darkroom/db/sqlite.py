@@ -44,7 +44,7 @@ class SQLiteDatabase:
     """SQLite for the Database facade: reads and write transactions on a sync engine."""
 
     def __init__(self, url: str) -> None:
-        # The same database with the standard library's driver (sqlite+aiosqlite -> sqlite).
+        # The standard library's driver, whichever the URL named (sqlite+aiosqlite, say).
         target = sa.make_url(url).set(drivername="sqlite")
         if target.database in (None, "", ":memory:"):
             raise ValueError("SQLite needs a database file: each connection to :memory: is empty")
