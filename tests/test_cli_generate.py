@@ -166,6 +166,21 @@ def test_no_wait_prints_the_task_id_and_result_prints_then_saves_it(target, clie
         assert image.size == (512, 512)
 
 
+def test_cancel_fails_an_idle_task_and_prints_it(idle):
+    created = idle.run("generate", "a harbour", "--no-wait")
+    task_id = created.stdout.strip()
+    canceled = idle.run("cancel", task_id)
+    assert canceled.returncode == 0, canceled.stderr
+    task = json.loads(canceled.stdout)
+    assert task["id"] == task_id and task["status"] == "failed" and task["message"] == "canceled"
+    assert json.loads(idle.run("result", task_id).stdout)["status"] == "failed"
+
+
+def test_cancel_of_an_unknown_task_exits_3(idle):
+    answer = idle.run("cancel", "6880f043e6060500018821de")
+    assert answer.returncode == 3 and "code 4" in one_line_error(answer)
+
+
 def test_options_take_the_place_of_the_environment(target):
     bare = {k: v for k, v in os.environ.items() if not k.startswith("DARKROOM_")}
     result = target.run(

@@ -1,4 +1,4 @@
-"""The `darkroom` command: serve, worker, migrate, keys; generate and result (cli_client.py)."""
+"""The `darkroom` command: serve, worker, migrate, keys; generate, result, cancel (cli_client)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from darkroom.worker.engines import configuration_problems
 app = typer.Typer(help="Darkroom: self-hosted asynchronous image generation.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-cli_client.register(app)  # generate, result: the client's commands
+cli_client.register(app)  # generate, result, cancel: the client's commands
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML file with the model catalog (DARKROOM_CONFIG)")

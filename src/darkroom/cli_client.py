@@ -130,6 +130,17 @@ def result(
         _emit(client, task, output)
 
 
+def cancel(
+    task_id: Annotated[str, typer.Argument(help="The id of the task to cancel")],
+    base_url: BaseUrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Cancel a task and print it as JSON: an idle one fails at once with the message
+    "canceled", a processing one stops at its next step, a finished one stays as it is."""
+    with _reported_errors(), _client(base_url, key) as client:
+        _emit(client, client.cancel(task_id), None)
+
+
 def _client(base_url: str | None, key: str | None) -> Client:
     if not (key or os.environ.get(API_KEY_VARIABLE)):
         _fail(
@@ -184,3 +195,4 @@ EXIT_CODES_HELP = (
 def register(app: typer.Typer) -> None:
     app.command(epilog=EXIT_CODES_HELP)(generate)
     app.command(epilog=EXIT_CODES_HELP)(result)
+    app.command(epilog=EXIT_CODES_HELP)(cancel)
