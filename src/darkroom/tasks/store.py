@@ -103,25 +103,26 @@ class TaskStore:
         step; a finished one is left as it is. Returns the task as it now stands, or None."""
         mine = sa.and_(tasks.c.id == task_id, tasks.c.key_id == key_id)
         async with self.db.write() as conn:
-            failed = await conn.execute(
-                tasks.update()
-                .where(mine, tasks.c.status == IDLE)
-                .values(
-                    status=FAILED,
-                    message=CANCELED_MESSAGE,
-                    finished_at=time.time(),
-                    cancel_requested=True,
-                    progress=None,
-                )
-            )
-            if failed.rowcount:
-                await _refund(conn, [key_id])
-            else:
+            # The row is locked first: on PostgreSQL a worker may be moving it from processing
+            # back to idle at this moment, and two unlocked updates could both miss it.
+            status = (
+                await conn.execute(sa.select(tasks.c.status).where(mine).with_for_update())
+            ).scalar_one_or_none()
+            if status == IDLE:
                 await conn.execute(
                     tasks.update()
-                    .where(mine, tasks.c.status == PROCESSING)
-                    .values(cancel_requested=True)
+                    .where(mine)
+                    .values(
+                        status=FAILED,
+                        message=CANCELED_MESSAGE,
+                        finished_at=time.time(),
+                        cancel_requested=True,
+                        progress=None,
+                    )
                 )
+                await _refund(conn, [key_id])
+            elif status == PROCESSING:
+                await conn.execute(tasks.update().where(mine).values(cancel_requested=True))
         return await self.get(task_id, key_id)
 
     @staticmethod
@@ -268,6 +269,8 @@ class TaskStore:
             else {"status": FAILED, "message": message, "finished_at": time.time()}
         )
         async with self.db.write() as conn:
+            if again and await _end_if_canceled(conn, task, owner):
+                return TaskStatus.FAILED
             result = await conn.execute(
                 tasks.update()
                 .where(_holds_lease(task, owner))
@@ -284,6 +287,8 @@ class TaskStore:
         released = 0
         async with self.db.write() as conn:
             for task in claimed:
+                if await _end_if_canceled(conn, task, owner):
+                    continue
                 result = await conn.execute(
                     tasks.update()
                     .where(_holds_lease(task, owner))
@@ -365,6 +370,26 @@ def _holds_lease(task: Task, owner: str) -> sa.ColumnElement[bool]:
         tasks.c.attempt == task.attempt,
         tasks.c.status == PROCESSING,
     )
+
+
+async def _end_if_canceled(conn: AsyncConnection, task: Task, owner: str) -> bool:
+    """A task its owner canceled while it ran is never put back in the queue: it fails
+    "canceled" (with its credit back) instead. True when that happened."""
+    result = await conn.execute(
+        tasks.update()
+        .where(_holds_lease(task, owner), tasks.c.cancel_requested.is_(True))
+        .values(
+            status=FAILED,
+            message=CANCELED_MESSAGE,
+            finished_at=time.time(),
+            progress=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    if result.rowcount:
+        await _refund(conn, [task.key_id])
+    return result.rowcount > 0
 
 
 async def _refund(conn: AsyncConnection, key_ids: list[int]) -> None:
