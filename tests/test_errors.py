@@ -172,6 +172,15 @@ def test_missing_or_mistyped_task_id_is_code_3(client, body):
     assert post(client, "/v1/media/result", json=body)["code"] == 3
 
 
+def test_a_prompt_with_a_lone_surrogate_is_code_3(client):
+    # Valid JSON, but half of a UTF-16 surrogate pair is no text a database can store.
+    body = b'{"model": "google-imagen-3", "prompt": "a \\ud800 lighthouse"}'
+    answer = post(
+        client, "/v1/media/create", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer["code"] == 3 and answer["issues"][0]["path"] == ["prompt"]
+
+
 @pytest.mark.parametrize(
     "content",
     [b"null", b'"text"', b"123", b"[]", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe{}", b"{NaN}"],

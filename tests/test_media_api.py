@@ -108,6 +108,15 @@ def test_a_tampered_link_is_refused(client):
     other_expiry = url.replace("expires=", "expires=9")
     assert httpx.get(other_expiry).status_code == 403
     assert httpx.get(url.split("?")[0]).status_code == 403
+    # Malformed parameters are refused the same way, never answered as a server error.
+    path = url.split("?")[0]
+    signature = url.split("sig=")[1]
+    for query in (
+        {"expires": "\u00b2", "sig": signature},  # a digit to str.isdigit(), not to int()
+        {"expires": "9" * 5000, "sig": signature},
+        {"expires": url.split("expires=")[1].split("&")[0], "sig": "\u00e9" * 64},
+    ):
+        assert httpx.get(path, params=query).status_code == 403
 
 
 def test_bearer_scheme_works_too(darkroom, api_key):

@@ -106,8 +106,8 @@ def parse_create(data: dict[str, Any]) -> CreateRequest:
                 f"it has {len(request.prompt.strip())}",
             )
         )
-    if "\x00" in request.prompt:  # PostgreSQL cannot store it in a text column
-        message = "prompt must not contain NUL characters (\\u0000)"
+    if not _storable(request.prompt):
+        message = "prompt must be text without NUL characters (\\u0000) or lone surrogates"
         problems.append(issue(["prompt"], EXPECTED["prompt"], message))
     for index, url in enumerate(request.images or []):
         if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
@@ -117,6 +117,18 @@ def parse_create(data: dict[str, Any]) -> CreateRequest:
     if problems:
         raise ApiError.invalid(problems)
     return request
+
+
+def _storable(text: str) -> bool:
+    """Whether the database can keep this text as it is: JSON may carry a NUL (which
+    PostgreSQL's text refuses) or half of a surrogate pair (which is not UTF-8 at all)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_task_id(query: dict[str, str], body: dict[str, Any]) -> str:

@@ -217,6 +217,10 @@ class _Threads:
                 self._local.conn = None
                 with self._opened_lock:
                     self._opened.discard(conn)
+                # Invalidated, not returned to the pool: after a failed COMMIT, SQLAlchemy
+                # counts the transaction as ended while SQLite may still hold it (and the write
+                # lock); closing the driver's connection is what rolls it back.
+                conn.invalidate()
                 conn.close()
             raise
 

@@ -14,7 +14,12 @@ def sign(secret: bytes, key: str, expires: int) -> str:
 
 def verify(secret: bytes, key: str, expires: str, signature: str, now: float | None = None) -> str:
     """'' when the link is good, else why it is refused ('invalid' or 'expired')."""
-    if not expires.isdigit() or not hmac.compare_digest(sign(secret, key, int(expires)), signature):
+    # ASCII digits of a sane length only: int() accepts other digits ("²") and refuses very
+    # long ones, and compare_digest refuses non-ASCII text.
+    well_formed = expires.isascii() and expires.isdigit() and len(expires) <= 12
+    if not (well_formed and signature.isascii()):
+        return "invalid"
+    if not hmac.compare_digest(sign(secret, key, int(expires)), signature):
         return "invalid"
     if int(expires) < (time.time() if now is None else now):
         return "expired"
