@@ -200,7 +200,7 @@ def _conditions(pg_version: str | None) -> str:
         f"load average at the end (1, 5, 15 min): {load} (other work on the machine counts)",
         f"python {platform.python_version()}, SQLAlchemy {version('sqlalchemy')}, "
         f"asyncpg {version('asyncpg')}, "
-        f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=NORMAL)",
+        f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL)",
     ]
     if pg_version:
         parts.append(f"PostgreSQL {pg_version} (private cluster: fsync off, loopback TCP)")

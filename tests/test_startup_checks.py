@@ -39,3 +39,10 @@ def test_an_api_node_does_not_need_the_engines(darkroom):
         assert key.startswith("dk_")
     finally:
         darkroom.stop()
+
+
+def test_serving_on_every_interface_without_a_public_url_warns_about_links(tmp_path):
+    server = Darkroom(tmp_path, None, host="0.0.0.0")
+    server.start_server("--workers", "0")
+    server.stop()
+    assert "set DARKROOM_PUBLIC_URL" in server.logs()

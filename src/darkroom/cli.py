@@ -74,6 +74,12 @@ def serve(
 
     settings = _settings(host=host, port=port, workers=workers, config=config)
     _open(settings)  # fail early on a bad catalog
+    if settings.public_url is None and settings.host in ("0.0.0.0", "::", ""):
+        typer.echo(
+            f"warning: links to images will name {settings.base_url}, which other machines "
+            "cannot reach; set DARKROOM_PUBLIC_URL to the address clients use",
+            err=True,
+        )
     asyncio.run(_prepare(settings, first_key))
     uvicorn.run(
         create_app(settings),

@@ -111,35 +111,44 @@ class Worker:
         )
         if not batch:
             return batch
+        try:
+            return await self._complete_batch(batch)
+        except Exception:
+            # No heartbeat runs yet: give the tasks back now rather than when the leases expire
+            # (if the database is what failed, this fails too and the leases do expire).
+            await self.store.release(batch, self.owner)
+            raise
+
+    async def _complete_batch(self, batch: list[Task]) -> list[Task]:
+        """Trims a claim to its model's max_batch, fills it, or gives it back when stopping."""
         spec = self.catalog[batch[0].model]
         if len(batch) > spec.max_batch:  # the claim was sized for another model's batches
             await self.store.release(batch[spec.max_batch :], self.owner)
-            batch = batch[: spec.max_batch]
-        batch += await self._fill(batch[0].batch_key, spec.max_batch - len(batch), spec)
+            del batch[spec.max_batch :]
+        await self._fill(batch, spec)
         if self._stopping.is_set():
             await self.store.release(batch, self.owner)
             return []
         return batch
 
-    async def _fill(self, batch_key: str, room: int, spec: ModelSpec) -> list[Task]:
-        """Tasks of the same batch key that arrive within the model's batch_wait_ms: one GPU
-        call for many tasks costs little more than for one. Returns as soon as the batch is
-        full, rather than always waiting the whole time."""
-        more: list[Task] = []
+    async def _fill(self, batch: list[Task], spec: ModelSpec) -> None:
+        """Adds to the batch tasks of its batch key that arrive within the model's
+        batch_wait_ms: one GPU call for many tasks costs little more than for one. Returns as
+        soon as the batch is full, rather than always waiting the whole time. Tasks join the
+        batch as they are claimed, so that an error midway leaves none unaccounted for."""
         deadline = time.monotonic() + spec.batch_wait_ms / 1000
-        while len(more) < room and not self._stopping.is_set():
+        while len(batch) < spec.max_batch and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             # A plain sleep: the shared wakeup may wait far longer than this on PostgreSQL.
             await asyncio.sleep(min(remaining, BATCH_POLL_SECONDS))
-            more += await self.store.claim(
+            batch += await self.store.claim(
                 self.owner,
-                limit=room - len(more),
+                limit=spec.max_batch - len(batch),
                 lease_seconds=self.lease_seconds,
-                batch_key=batch_key,
+                batch_key=batch[0].batch_key,
             )
-        return more
 
     async def _process(self, batch: list[Task]) -> None:
         model = batch[0].model
