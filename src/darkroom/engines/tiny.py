@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,8 @@ from darkroom.engines.base import BatchMonitor, Job, Outcome
 from darkroom.engines.callbacks import StepCallback, release_cached_memory, run_jobs
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.tiny_families import build
 
-BUILD_SEED = 0
 DEFAULT_STEPS = 4
 
 
@@ -103,89 +101,11 @@ def _generation_side(side: int, scale: int) -> int:
 
 
 def build_tiny_pipeline(folder: Path) -> None:
-    """Builds the pipeline from small configurations with a fixed seed and saves it to `folder`.
-
-    Several processes may start at once: each builds aside and the first rename wins.
-    """
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(BUILD_SEED)
-    tokenizer = CLIPTokenizer(
-        vocab=_byte_vocab(ByteLevel.alphabet()), merges=[], model_max_length=77
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+    """Builds the tiny SD 1.5 pipeline (tiny_families.py: small configurations, a fixed seed)
+    and saves it to `folder`, marked as random weights. Processes starting at once agree."""
+    build("sd15", folder)
+    note = folder / "DEMO.json"
+    if not note.exists():
+        note.write_text(
+            json.dumps({"note": "Random weights built by Darkroom for demos and tests."})
         )
-    )
-    unet = UNet2DConditionModel(
-        sample_size=32,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=8,
-    )
-    # Four blocks: the VAE downsamples by 8 like Stable Diffusion's, so latents stay small.
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-        sample_size=256,
-    )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="trailing",
-    )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    draft = folder.with_name(f".{folder.name}-{os.getpid()}-{threading.get_ident()}")
-    pipeline.save_pretrained(draft)
-    (draft / "DEMO.json").write_text(
-        json.dumps({"note": "Random weights built by Darkroom for demos and tests."})
-    )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        draft.rename(folder)
-    except OSError:
-        shutil.rmtree(draft, ignore_errors=True)  # another process finished first
-
-
-def _byte_vocab(alphabet: list[str]) -> dict[str, int]:
-    """A CLIP vocabulary with no merges: every byte alone, and as a word's last byte."""
-    symbols = sorted(alphabet)
-    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    return {token: index for index, token in enumerate(tokens)}
