@@ -83,7 +83,7 @@ class TaskStore:
     async def count_by_status(self) -> dict[str, int]:
         query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
         async with self.db.read() as conn:
-            counts = dict((await conn.execute(query)).tuples().all())
+            counts = {status: count for status, count in (await conn.execute(query)).all()}
         return {status.value: counts.get(status.value, 0) for status in TaskStatus}
 
     async def queue_position(self, task: Task) -> int:
