@@ -29,7 +29,7 @@ bench-engine: $(VENV)/.test-installed
 
 bench-queue: $(VENV)/.test-installed
 	bash scripts/test-services.sh
-	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/claims.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 # The repository root replaces this script's folder on the import path, before any import:
-# tests.support is imported from there, and bench/queue.py must not shadow the standard
+# tests.support is imported from there, and bench/claims.py must not shadow the standard
 # library's `queue`.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 

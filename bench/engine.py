@@ -33,18 +33,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# Not this folder: a bench script named like a standard module (queue.py) would shadow it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "src"))
 
 from prometheus_client import REGISTRY  # noqa: E402
 
 from darkroom import logs  # noqa: E402
+from darkroom.app import App  # noqa: E402
 from darkroom.config import Settings  # noqa: E402
 from darkroom.engines import BatchMonitor, Job  # noqa: E402
-from darkroom.engines.tiny_families import build, clip_tokenizer, save_atomically  # noqa: E402
+from darkroom.engines.local.random_weights import build, clip_tokenizer, save_atomically  # noqa: E402
 from darkroom.ids import created_at_of, new_task_id  # noqa: E402
-from darkroom.services import Services  # noqa: E402
 from darkroom.tasks import NewTask  # noqa: E402
 from darkroom.worker import EnginePool, Worker  # noqa: E402
 
@@ -92,12 +90,12 @@ async def run_setting(
     data_dir.mkdir(parents=True)
     config = data_dir / "models.toml"
     config.write_text(_toml(model, {**entry, "max_batch": max_batch, "batch_wait_ms": 50}))
-    services = Services.open(Settings(data_dir=data_dir, config=config, log_level="warning"))
-    await services.migrate()
-    _raw, key = await services.keys.create("bench")
-    spec = services.catalog[model]
+    app = App.from_settings(Settings(data_dir=data_dir, config=config, log_level="warning"))
+    await app.migrate()
+    _raw, key = await app.keys.create("bench")
+    spec = app.catalog[model]
     width, height = spec.size_for("1:1")
-    pool = EnginePool(services.catalog, data_dir)
+    pool = EnginePool(app.catalog, data_dir)
     engine = await pool.get(model)
     warmup = [Job(f"{i:024x}", PROMPTS[0], width, height, seed=i) for i in range(max_batch)]
     await engine.generate(warmup, BatchMonitor())
@@ -120,15 +118,15 @@ async def run_setting(
             enqueued_at=now,
             max_attempts=1,
         )
-        await services.store.create(new, key, max_queue=tasks + 1)
+        await app.store.create(new, key, max_queue=tasks + 1)
 
     # Several workers share the pool's one pipeline: while one encodes and stores its batch's
     # images, the next batch is already being generated.
     workers = [
         Worker(
-            services.store,
-            services.storage,
-            services.catalog,
+            app.store,
+            app.storage,
+            app.catalog,
             pool,
             retention_hours=1,
             lease_seconds=600,
@@ -142,7 +140,7 @@ async def run_setting(
     started = time.perf_counter()
     running = [asyncio.create_task(worker.run()) for worker in workers]
     while True:
-        counts = await services.store.count_by_status()
+        counts = await app.store.count_by_status()
         if counts["done"] + counts["failed"] >= tasks:
             break
         await asyncio.sleep(0.02)
@@ -153,7 +151,7 @@ async def run_setting(
     if counts["failed"]:
         print(f"  warning: {counts['failed']} tasks failed", file=sys.stderr)
     batches, batched = _batch_histogram(model, before)
-    await services.close()
+    await app.close()
     return Result(max_batch, tasks, seconds, batched / max(batches, 1)), (pool, engine)
 
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.backends import BACKENDS, POSTGRES_S3, SQLITE_LOCAL, Backend
+from tests.support.catalogs import CONFIGS
 from tests.support.servers import Darkroom
 from tests.support.services import (
     MissingService,
@@ -19,19 +19,17 @@ from tests.support.services import (
     weed_binary,
 )
 
-CONFIGS = Path(__file__).parent / "configs"
-
 # Modules whose tests using the shared `darkroom` server run once per backend.
 ON_EVERY_BACKEND = {
-    "tests.test_media_api",
-    "tests.test_errors",
-    "tests.test_storage",
-    "tests.test_postgres",
+    "tests.e2e.test_media_api",
+    "tests.e2e.test_errors",
+    "tests.integration.test_storage",
+    "tests.integration.test_postgres",
 }
 # Tests that check the local storage's own link format; S3 links are checked in test_storage.
 LOCAL_LINKS_ONLY = {
-    "tests.test_media_api::test_task_reaches_done_with_a_link_that_a_plain_get_downloads",
-    "tests.test_media_api::test_a_tampered_link_is_refused",
+    "tests.e2e.test_media_api::test_task_reaches_done_with_a_link_that_a_plain_get_downloads",
+    "tests.e2e.test_media_api::test_a_tampered_link_is_refused",
 }
 
 

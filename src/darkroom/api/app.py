@@ -13,9 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darkroom import __version__
 from darkroom.api import errors, files, media, ops
+from darkroom.app import App
 from darkroom.config import Settings
 from darkroom.retention import sweep_forever
-from darkroom.services import Services
 
 
 def create_app(settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
@@ -24,13 +24,13 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.open(settings)
-        app.state.services = services
-        services.start_workers(worker_count)
+        darkroom = App.from_settings(settings)
+        app.state.darkroom = darkroom
+        darkroom.start_workers(worker_count)
         sweeper = asyncio.create_task(
             sweep_forever(
-                services.store,
-                services.storage,
+                darkroom.store,
+                darkroom.storage,
                 settings.retention_seconds,
                 settings.sweep_seconds,
             )
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
             yield
         finally:
             sweeper.cancel()
-            await services.close()
+            await darkroom.close()
 
     app = FastAPI(
         title="Darkroom",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from darkroom.api.deps import CurrentApp
 from darkroom.api.errors import ApiError, Code
 from darkroom.keys import ApiKey
 
@@ -15,13 +16,13 @@ def presented_key(request: Request) -> str:
     return rest.strip() if scheme.lower() == "bearer" else header
 
 
-async def require_key(request: Request) -> ApiKey:
+async def require_key(request: Request, app: CurrentApp) -> ApiKey:
     raw = presented_key(request)
     if not raw:
         raise ApiError(
             Code.BAD_KEY, "No API key: send it in the Authorization header (Authorization: KEY)."
         )
-    key = await request.app.state.services.keys.authenticate(raw)
+    key = await app.keys.authenticate(raw)
     if key is None:
         raise ApiError(Code.BAD_KEY, "This API key is unknown or was revoked; check the key.")
     return key

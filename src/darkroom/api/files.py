@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from darkroom.services import Services
+from darkroom.api.deps import CurrentApp
 from darkroom.storage.local import LocalStorage
 from darkroom.storage.signing import verify
 
@@ -13,9 +13,8 @@ router = APIRouter(tags=["files"])
 
 
 @router.get("/files/{key:path}", include_in_schema=False)
-async def fetch_file(key: str, request: Request, expires: str = "", sig: str = "") -> Response:
-    services: Services = request.app.state.services
-    storage = services.storage
+async def fetch_file(key: str, app: CurrentApp, expires: str = "", sig: str = "") -> Response:
+    storage = app.storage
     if not isinstance(storage, LocalStorage):
         return JSONResponse({"detail": "Not Found"}, status_code=404)
     refused = verify(storage.secret, key, expires, sig)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from darkroom import metrics
 from darkroom.api.auth import require_key
+from darkroom.api.deps import CurrentApp
 from darkroom.api.errors import ApiError, Code, issue
 from darkroom.api.presenters import TaskObject, task_payload
 from darkroom.api.requests import (
@@ -21,10 +22,10 @@ from darkroom.api.requests import (
     parse_task_id,
     read_json_body,
 )
+from darkroom.app import App
 from darkroom.engines import ModelSpec
 from darkroom.ids import created_at_of, new_task_id
 from darkroom.keys import ApiKey
-from darkroom.services import Services
 from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
@@ -37,17 +38,16 @@ def _body_doc(model: type) -> dict[str, Any]:
 
 
 @router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model=TaskObject)
-async def create(request: Request, key: AuthorizedKey) -> JSONResponse:
+async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
     """Queue a generation task; answers at once with `status: "idle"`."""
-    services: Services = request.app.state.services
-    settings = services.settings
+    settings = app.settings
     body = parse_create(await read_json_body(request, settings.max_body_bytes))
-    spec = _model_for(services, key, body.model)
+    spec = _model_for(app, key, body.model)
     _check_inputs(spec, body)
-    _check_content(services, body)
-    new = _new_task(services, key, spec, body)
+    _check_content(app, body)
+    new = _new_task(app, key, spec, body)
     try:
-        task = await services.store.create(new, key, max_queue=settings.max_queue)
+        task = await app.store.create(new, key, max_queue=settings.max_queue)
     except QueueFull as exc:
         raise ApiError(
             Code.OVERLOADED,
@@ -58,8 +58,8 @@ async def create(request: Request, key: AuthorizedKey) -> JSONResponse:
             Code.NO_BALANCE, "This API key has no credits left; ask the operator for more."
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
-    services.wakeup.notify()
-    return JSONResponse(task_payload(task, services.storage, settings.retention_seconds))
+    app.wakeup.notify()
+    return JSONResponse(task_payload(task, app.storage, settings.retention_seconds))
 
 
 @router.api_route(
@@ -68,44 +68,40 @@ async def create(request: Request, key: AuthorizedKey) -> JSONResponse:
     openapi_extra=_body_doc(ResultRequest),
     response_model=TaskObject,
 )
-async def result(request: Request, key: AuthorizedKey) -> JSONResponse:
+async def result(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
     """The task's current state; `task_id` in the query string or in the JSON body."""
-    services: Services = request.app.state.services
-    body = await read_json_body(request, services.settings.max_body_bytes)
+    body = await read_json_body(request, app.settings.max_body_bytes)
     task_id = parse_task_id(dict(request.query_params), body)
-    task = await services.store.get(task_id, key_id=key.id)
+    task = await app.store.get(task_id, key_id=key.id)
     if task is None:
         raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
-    return JSONResponse(await _live_payload(services, task))
+    return JSONResponse(await _live_payload(app, task))
 
 
 @router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model=TaskObject)
-async def cancel(request: Request, key: AuthorizedKey) -> JSONResponse:
+async def cancel(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
     """Extension: cancel a task; `task_id` in the query string or in the JSON body.
 
     An idle task fails at once with the message "canceled"; a processing one stops at its next
     denoising step and then fails the same way; a finished one is left as it is. The answer is
     the task as it stands after the request."""
-    services: Services = request.app.state.services
-    body = await read_json_body(request, services.settings.max_body_bytes)
+    body = await read_json_body(request, app.settings.max_body_bytes)
     task_id = parse_task_id(dict(request.query_params), body)
-    task = await services.store.cancel(task_id, key.id)
+    task = await app.store.cancel(task_id, key.id)
     if task is None:
         raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
-    return JSONResponse(await _live_payload(services, task))
+    return JSONResponse(await _live_payload(app, task))
 
 
-async def _live_payload(services: Services, task: Task) -> dict[str, Any]:
+async def _live_payload(app: App, task: Task) -> dict[str, Any]:
     """The task object, with its place in the queue while it waits."""
-    position = await services.store.queue_position(task) if task.status is TaskStatus.IDLE else None
-    return task_payload(
-        task, services.storage, services.settings.retention_seconds, queue_position=position
-    )
+    position = await app.store.queue_position(task) if task.status is TaskStatus.IDLE else None
+    return task_payload(task, app.storage, app.settings.retention_seconds, queue_position=position)
 
 
-def _model_for(services: Services, key: ApiKey, model_id: str) -> ModelSpec:
-    if model_id not in services.catalog:
-        usable = [m for m in services.catalog.ids() if key.may_use(m)]
+def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
+    if model_id not in app.catalog:
+        usable = [m for m in app.catalog.ids() if key.may_use(m)]
         raise ApiError.invalid(
             [issue(["model"], usable, f"unknown model {model_id[:100]!r}; use one of {usable}")]
         )
@@ -114,7 +110,7 @@ def _model_for(services: Services, key: ApiKey, model_id: str) -> ModelSpec:
             Code.MODEL_NOT_ALLOWED,
             f"This API key may not use the model {model_id!r}; it may use {key.models}.",
         )
-    return services.catalog[model_id]
+    return app.catalog[model_id]
 
 
 def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
@@ -135,8 +131,8 @@ def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
         raise ApiError.invalid(problems)
 
 
-def _check_content(services: Services, body: CreateRequest) -> None:
-    policy = services.policy
+def _check_content(app: App, body: CreateRequest) -> None:
+    policy = app.policy
     if policy.flags(body.prompt):
         raise ApiError(
             Code.UNSAFE_PROMPT, "The prompt failed the content safety check; rephrase it."
@@ -149,7 +145,7 @@ def _check_content(services: Services, body: CreateRequest) -> None:
         )
 
 
-def _new_task(services: Services, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> NewTask:
+def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> NewTask:
     width, height = spec.size_for(body.ar or spec.default_ratio)
     # A seed is always fixed at creation, so a retried task gives the same image.
     params: dict[str, Any] = {
@@ -173,5 +169,5 @@ def _new_task(services: Services, key: ApiKey, spec: ModelSpec, body: CreateRequ
         batch_key=spec.batch_key(width, height, params),
         created_at=created_at_of(task_id),
         enqueued_at=now,
-        max_attempts=services.settings.max_attempts,
+        max_attempts=app.settings.max_attempts,
     )

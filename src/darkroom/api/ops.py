@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from darkroom import metrics
-from darkroom.services import Services
+from darkroom.api.deps import CurrentApp
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(app: CurrentApp) -> JSONResponse:
     """200 when the database answers; 503 otherwise."""
-    services: Services = request.app.state.services
     try:
-        async with services.db.read() as conn:
+        async with app.db.read() as conn:
             await conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
         return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
@@ -26,9 +25,8 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def prometheus_metrics(request: Request) -> Response:
-    services: Services = request.app.state.services
-    counts = await services.store.count_by_status()
+async def prometheus_metrics(app: CurrentApp) -> Response:
+    counts = await app.store.count_by_status()
     metrics.QUEUE_DEPTH.set(counts["idle"])
     for status, count in counts.items():
         metrics.TASKS_BY_STATUS.labels(status).set(count)

@@ -1,14 +1,20 @@
-"""Engines turn batches of compatible jobs into images. Each lives in its own module, named
-after the engine, and is imported only when a catalog entry uses it, so an API node never loads
-torch or a provider's SDK. Each module offers `open_engine(spec, data_dir) -> Engine`."""
+"""Engines turn batches of compatible jobs into images. Two kinds live here: `local/` runs
+diffusers pipelines on this machine's device, `upstream/` calls a provider over HTTP. Each
+engine module is imported only when a catalog entry uses it, so an API node never loads torch
+or a provider's SDK. Each offers a factory `open_engine(spec, data_dir) -> Engine`.
+
+A catalog entry names a built-in engine (`engine = "diffusers"`) or any importable factory
+(`engine = "mypackage.engines:open_engine"`), so users add engines without forking.
+"""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
-from darkroom.engines.catalog import ENGINE_NAMES, Catalog, CatalogError, ModelSpec
+from darkroom.engines.catalog import BUILT_IN_ENGINES, Catalog, CatalogError, ModelSpec
 
 __all__ = [
     "BatchMonitor",
@@ -22,9 +28,21 @@ __all__ = [
     "load_engine",
 ]
 
+EngineFactory = Callable[[ModelSpec, Path], Engine]
+
 
 def load_engine(spec: ModelSpec, data_dir: Path) -> Engine:
-    if spec.engine not in ENGINE_NAMES:
-        raise CatalogError(f'model "{spec.id}": engine must be one of {", ".join(ENGINE_NAMES)}')
-    module = importlib.import_module(f"darkroom.engines.{spec.engine}")
-    return module.open_engine(spec, data_dir)
+    return engine_factory(spec)(spec, data_dir)
+
+
+def engine_factory(spec: ModelSpec) -> EngineFactory:
+    """The factory a catalog entry names: a built-in engine's, or `package.module:name`."""
+    target = BUILT_IN_ENGINES.get(spec.engine, spec.engine)
+    module_name, _, attribute = target.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise CatalogError(f'model "{spec.id}": cannot load engine {spec.engine!r}: {exc}') from exc
+    if not callable(factory):
+        raise CatalogError(f'model "{spec.id}": engine {spec.engine!r} is not callable')
+    return factory

@@ -1,6 +1,6 @@
 """The model catalog: which public model ids this server serves, and by which engine.
 
-Read from the settings file (see settings_file.py), one table per model id:
+Read from the settings file (see config.py), one table per model id:
 
     [models."google-imagen-3"]
     engine = "tiny"          # the engine that serves it
@@ -18,7 +18,15 @@ from typing import Any
 
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
 
-ENGINE_NAMES = ("tiny", "diffusers", "google", "openai", "relay")
+# The built-in engines by the name a catalog entry gives them, and the factory each names.
+BUILT_IN_ENGINES = {
+    "tiny": "darkroom.engines.local.tiny:open_engine",
+    "diffusers": "darkroom.engines.local.pipeline:open_engine",
+    "google": "darkroom.engines.upstream.google_images:open_engine",
+    "openai": "darkroom.engines.upstream.openai_images:open_engine",
+    "relay": "darkroom.engines.upstream.relay:open_engine",
+}
+ENGINE_NAMES = tuple(BUILT_IN_ENGINES)
 
 
 # Defaults that suit each engine when an entry leaves them out: a GPU pipeline runs a batch
@@ -84,9 +92,11 @@ class Catalog:
 
 
 def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
-    if entry.get("engine") not in ENGINE_NAMES:
+    engine = entry.get("engine")
+    if not isinstance(engine, str) or (engine not in ENGINE_NAMES and ":" not in engine):
         raise CatalogError(
-            f'model "{model_id}" must name an engine, one of: {", ".join(ENGINE_NAMES)}'
+            f'model "{model_id}" must name an engine, one of: {", ".join(ENGINE_NAMES)}, '
+            'or a factory as "package.module:name"'
         )
     known = {**ENGINE_DEFAULTS.get(entry["engine"], {})}
     known.update({k: v for k, v in entry.items() if k in _SPEC_FIELDS})

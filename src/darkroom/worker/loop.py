@@ -25,7 +25,7 @@ from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
 from darkroom.tasks.store import CANCELED_MESSAGE
-from darkroom.worker.engines import EnginePool
+from darkroom.worker.pool import EnginePool
 from darkroom.worker.wakeup import Wakeup
 
 log = structlog.get_logger("darkroom.worker")

@@ -13,7 +13,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
+
+from darkroom.config import Settings
+from darkroom.db import Database
 
 log = structlog.get_logger("darkroom.wakeup")
 
@@ -150,3 +154,36 @@ class PostgresWakeup(Wakeup):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
             self._listener = None
+
+
+def wakeup_for(db: Database, settings: Settings) -> Wakeup:
+    """Across processes on PostgreSQL (LISTEN/NOTIFY); within this process on SQLite."""
+    if db.is_sqlite:
+        return Wakeup()
+
+    async def notify_sql(channel: str) -> None:
+        async with db.write() as conn:
+            await conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+    return PostgresWakeup(
+        listen_dsn(db.url), notify_sql, safety_poll_seconds=settings.listen_poll_seconds
+    )
+
+
+# What asyncpg reads from a DSN's query string; it sends any other key to the server as a
+# setting, which the server refuses (SQLAlchemy's `?ssl=require`, `prepared_statement_...`).
+_ASYNCPG_DSN_OPTIONS = {
+    "sslmode", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslnegotiation",
+    "ssl_min_protocol_version", "ssl_max_protocol_version", "target_session_attrs",
+    "krbsrvname", "gsslib", "service", "passfile",
+}  # fmt: skip
+
+
+def listen_dsn(sqlalchemy_url: str) -> str:
+    """The database URL as asyncpg.connect takes it, for the dedicated LISTEN connection."""
+    url = sa.make_url(sqlalchemy_url).set(drivername="postgresql")
+    query = {k: v for k, v in url.query.items() if k in _ASYNCPG_DSN_OPTIONS}
+    if "ssl" in url.query and "sslmode" not in query:
+        ssl = str(url.query["ssl"]).lower()
+        query["sslmode"] = {"true": "require", "false": "disable"}.get(ssl, ssl)
+    return url.set(query=query).render_as_string(hide_password=False)

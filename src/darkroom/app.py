@@ -1,0 +1,122 @@
+"""The composition root: `App` builds every part from settings, for the API process and for
+worker processes alike, and closes them in order. Open it as an async context manager:
+
+    async with App.from_settings(settings) as app:
+        await app.migrate()
+        app.start_workers(2)
+        ...
+
+HTTP routes reach it through one FastAPI dependency (`api.deps.CurrentApp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import structlog
+
+from darkroom.config import Settings, SettingsFile
+from darkroom.db import Database
+from darkroom.db.migrate import migrate
+from darkroom.engines import Catalog
+from darkroom.keys import KeyStore
+from darkroom.safety import ContentPolicy
+from darkroom.storage import Storage, open_storage
+from darkroom.tasks import TaskStore
+from darkroom.worker import EnginePool, Wakeup, Worker
+from darkroom.worker.loop import new_owner_name
+from darkroom.worker.wakeup import wakeup_for
+
+log = structlog.get_logger("darkroom")
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    store: TaskStore
+    storage: Storage
+    catalog: Catalog
+    policy: ContentPolicy
+    wakeup: Wakeup = field(default_factory=Wakeup)
+    engines: EnginePool | None = None
+    workers: list[Worker] = field(default_factory=list)
+    _running: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> App:
+        """Builds the parts without touching the network; a configuration that cannot work
+        raises here, before anything is opened."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        file = SettingsFile.load(settings.config)
+        db = Database(
+            settings.sqlalchemy_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            keys=KeyStore(db),
+            store=TaskStore(db),
+            storage=open_storage(settings),
+            catalog=file.catalog,
+            policy=file.policy,
+            wakeup=wakeup_for(db, settings),
+        )
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def migrate(self) -> None:
+        """Readies the shared parts every node starts with: the schema and the storage."""
+        await migrate(self.db)
+        await self.storage.prepare()
+
+    def start_workers(self, count: int, models: list[str] | None = None) -> None:
+        if count <= 0:
+            return
+        self.engines = EnginePool(
+            self.catalog, self.settings.data_dir, memory_budget_mb=self.settings.memory_budget_mb
+        )
+        for index in range(count):
+            worker = Worker(
+                self.store,
+                self.storage,
+                self.catalog,
+                self.engines,
+                retention_hours=self.settings.retention_hours,
+                lease_seconds=self.settings.lease_seconds,
+                poll_seconds=self.settings.poll_seconds,
+                models=models,
+                wakeup=self.wakeup,
+                name=new_owner_name(index),
+            )
+            self.workers.append(worker)
+            self._running.append(asyncio.create_task(worker.run(), name=worker.owner))
+
+    async def stop_workers(self) -> None:
+        """Stops claiming, lets every batch in hand finish, and waits for the workers."""
+        for worker in self.workers:
+            worker.stop()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        self._running.clear()
+        if self.engines is not None:
+            await self.engines.close()
+
+    async def close(self) -> None:
+        await self.stop_workers()
+        await self.wakeup.close()
+        await self.db.dispose()

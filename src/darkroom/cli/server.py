@@ -1,0 +1,134 @@
+"""The node commands: `darkroom serve`, `darkroom worker`, `darkroom migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from darkroom.app import App
+from darkroom.cli.common import ConfigOption, open_app, settings_from
+from darkroom.config import Settings
+from darkroom.worker.pool import configuration_problems
+
+
+def migrate(config: ConfigOption = None) -> None:
+    """Create or upgrade the database schema."""
+
+    async def run() -> None:
+        app = open_app(settings_from(config=config))
+        try:
+            await app.migrate()
+        finally:
+            await app.close()
+
+    asyncio.run(run())
+    typer.echo("database is up to date", err=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (DARKROOM_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (DARKROOM_PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers in this process; 0 = API only (DARKROOM_WORKERS)")
+    ] = None,
+    config: ConfigOption = None,
+    first_key: Annotated[
+        bool, typer.Option("--first-key", help="Create and print a key if none exists")
+    ] = False,
+) -> None:
+    """Migrate the database and serve the API (and workers) until stopped."""
+    import uvicorn
+
+    from darkroom.api import create_app
+
+    settings = settings_from(host=host, port=port, workers=workers, config=config)
+    open_app(settings)  # fail early on a bad catalog
+    if settings.public_url is None and settings.host in ("0.0.0.0", "::", ""):
+        typer.echo(
+            f"warning: links to images will name {settings.base_url}, which other machines "
+            "cannot reach; set DARKROOM_PUBLIC_URL to the address clients use",
+            err=True,
+        )
+    asyncio.run(_prepare(settings, first_key))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.lease_seconds),
+        timeout_keep_alive=int(settings.keep_alive_seconds),
+    )
+
+
+async def _prepare(settings: Settings, first_key: bool) -> None:
+    app = App.from_settings(settings)
+    try:
+        if settings.workers > 0:
+            await _check_engines(app, app.catalog.ids())
+        await app.migrate()
+        if first_key and await app.keys.count() == 0:
+            raw, _ = await app.keys.create("first")
+            _print_welcome(settings, raw, app.catalog.ids())
+    finally:
+        await app.close()
+
+
+async def _check_engines(app: App, models: list[str]) -> None:
+    problems = await configuration_problems(app.catalog, models, app.settings.data_dir)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
+def _print_welcome(settings: Settings, raw: str, models: list[str]) -> None:
+    model = models[0] if models else "MODEL"
+    typer.echo(
+        f"\nCreated your first API key (it is shown only once):\n\n  {raw}\n\n"
+        f"Try it:\n\n  curl -s {settings.base_url}/v1/media/create -H 'Authorization: {raw}' "
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{model}", "ar": "16:9", "prompt": "a lighthouse at dusk"}}\'\n\n'
+        f"  curl -s '{settings.base_url}/v1/media/result?task_id=TASK_ID' "
+        f"-H 'Authorization: {raw}'\n"
+    )
+
+
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Workers in this process")] = 1,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated model ids this node serves (default: all)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run workers in their own process against the shared database, until SIGTERM."""
+    settings = settings_from(config=config)
+    app = open_app(settings)
+    chosen = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    unknown = sorted(set(chosen or []) - set(app.catalog.ids()))
+    if unknown:
+        typer.echo(
+            f"error: unknown models {unknown}; the catalog has {app.catalog.ids()}", err=True
+        )
+        raise typer.Exit(2)
+    asyncio.run(_run_workers(app, concurrency, chosen))
+
+
+async def _run_workers(app: App, concurrency: int, models: list[str] | None) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await _check_engines(app, models or app.catalog.ids())
+    await app.migrate()
+    app.start_workers(concurrency, models)
+    await stopping.wait()
+    await app.close()  # finishes the batches in hand, claims nothing more
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(migrate)
+    cli.command()(serve)
+    cli.command()(worker)

@@ -1,0 +1,231 @@
+"""The `diffusers` engine: any supported Hugging Face diffusers text-to-image model, from a hub
+id or a local folder, kept loaded for the worker process's life.
+
+    [models."sdxl"]
+    engine = "diffusers"
+    source = "stabilityai/stable-diffusion-xl-base-1.0"   # hub id or folder
+    native_size = 1024
+    steps = 30            # default: the family's (see families.py)
+    guidance = 6.0        # default: the family's
+    dtype = "auto"        # auto | float16 | bfloat16 | float32
+    device = "auto"       # auto: cuda when present, else cpu
+    compile = false       # torch.compile the UNet or transformer (CUDA; slow first batches)
+    max_batch = 8
+    batch_wait_ms = 75
+
+A batch of compatible tasks (same size, steps, guidance) is one pipeline call with one
+generator per task, so a task's image depends on its own seed only, alone or in a batch. Images
+are generated at the task's size (the spec's ratios scaled to the model's native area).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import structlog
+from PIL import Image
+
+from darkroom.engines.base import BatchMonitor, Job, Outcome
+from darkroom.engines.catalog import CatalogError, ModelSpec
+from darkroom.engines.local.families import Family, family_of
+from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
+
+log = structlog.get_logger("darkroom.engines")
+
+DTYPES = {
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float32": "float32",
+    "fp32": "float32",
+}
+
+
+def open_engine(spec: ModelSpec, data_dir: Path) -> DiffusersEngine:
+    return DiffusersEngine(spec, data_dir)
+
+
+class DiffusersEngine:
+    def __init__(self, spec: ModelSpec, data_dir: Path) -> None:
+        options = spec.options
+        if not options.get("source"):
+            raise CatalogError(f'model "{spec.id}": the diffusers engine needs a `source`')
+        dtype = str(options.get("dtype", "auto")).lower()
+        if dtype != "auto" and dtype not in DTYPES:
+            raise CatalogError(f'model "{spec.id}": dtype must be auto or one of {list(DTYPES)}')
+        self.spec = spec
+        self.source = _resolve_source(str(options["source"]), data_dir)
+        self.dtype_name = dtype
+        self.device_name = str(options.get("device", "auto"))
+        self._steps = options.get("steps")
+        self._guidance = options.get("guidance")
+        self.family: Family | None = None
+        self.device = "cpu"
+        self._pipeline: Any = None
+        self._lock = threading.Lock()  # one call at a time per pipeline, across workers
+
+    # -- loading -------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._pipeline is None:
+                self._pipeline = self._from_pretrained()
+            return self._pipeline
+
+    def _from_pretrained(self) -> Any:
+        import torch
+        from diffusers import AutoPipelineForText2Image
+
+        self.device = _device(self.device_name)
+        dtype = getattr(torch, _dtype_name(self.dtype_name, self.device))
+        with warnings.catch_warnings():
+            # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipeline = AutoPipelineForText2Image.from_pretrained(self.source, torch_dtype=dtype)
+        pipeline.to(self.device)
+        pipeline.set_progress_bar_config(disable=True)
+        self._tune(pipeline)
+        self.family = family_of(pipeline, self.source)
+        if self.spec.native_size != self.family.native_size:
+            log.warning(
+                "native size differs from the family's",
+                model=self.spec.id,
+                native_size=self.spec.native_size,
+                family_native_size=self.family.native_size,
+            )
+        log.info(
+            "model loaded",
+            model=self.spec.id,
+            source=self.source,
+            pipeline=type(pipeline).__name__,
+            family=self.family.name,
+            device=self.device,
+            dtype=str(dtype),
+            steps=self.steps,
+            guidance=self.guidance,
+        )
+        return pipeline
+
+    def _tune(self, pipeline: Any) -> None:
+        """GPU speed-ups that change no result: channels-last convolutions for UNets (faster
+        cuDNN kernels); torch.compile of the denoiser when the entry asks (`compile = true`;
+        the first batch of each size then takes minutes)."""
+        import torch
+
+        denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+        if denoiser is None or not self.device.startswith("cuda"):
+            return
+        if hasattr(pipeline, "unet") and self.spec.options.get("channels_last", True):
+            denoiser.to(memory_format=torch.channels_last)
+        if self.spec.options.get("compile", False):
+            denoiser.compile(mode="max-autotune-no-cudagraphs")
+
+    @property
+    def steps(self) -> int:
+        assert self.family is not None
+        return int(self._steps if self._steps is not None else self.family.steps)
+
+    @property
+    def guidance(self) -> float:
+        assert self.family is not None
+        return float(self._guidance if self._guidance is not None else self.family.guidance)
+
+    def memory_bytes(self) -> int:
+        """What the loaded pipeline holds; before loading, what its weights take on disk."""
+        if self._pipeline is not None:
+            return pipeline_bytes(self._pipeline)
+        return folder_weight_bytes(Path(self.source))
+
+    async def close(self) -> None:
+        with self._lock:
+            self._pipeline = None
+        release_cached_memory()
+
+    # -- generating ----------------------------------------------------------------------
+
+    async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
+        return await asyncio.to_thread(self._generate, jobs, monitor)
+
+    def _generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
+        import torch
+
+        pipeline = self._load()
+        groups = self._call_groups(jobs)
+        outcomes: dict[str, Outcome] = {}
+        with self._lock, torch.inference_mode():
+            for index, group in enumerate(groups):
+                span = 1 / len(groups)
+                done = run_jobs(
+                    lambda part, callback: self._call(pipeline, part, callback),
+                    group,
+                    monitor,
+                    start=index * span,
+                    span=span,
+                )
+                outcomes.update(zip((job.task_id for job in group), done, strict=True))
+        return [outcomes[job.task_id] for job in jobs]
+
+    def _call_groups(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs that can share a pipeline call. Only SDXL splits: there, a job without a
+        negative prompt gets zero embeddings, which only a call without any can give."""
+        assert self.family is not None
+        if not self.family.zeros_for_empty_negative:
+            return [jobs]
+        with_negative = [job for job in jobs if job.negative_prompt]
+        without = [job for job in jobs if not job.negative_prompt]
+        return [group for group in (with_negative, without) if group]
+
+    def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Image.Image]:
+        import torch
+
+        assert self.family is not None
+        options = jobs[0].options or {}  # equal across the batch: they are in its batch key
+        arguments: dict[str, Any] = {
+            "prompt": [job.prompt for job in jobs],
+            "width": jobs[0].width,
+            "height": jobs[0].height,
+            "num_inference_steps": int(options.get("steps", self.steps)),
+            "guidance_scale": float(options.get("guidance", self.guidance)),
+            "generator": [torch.Generator(self.device).manual_seed(job.seed) for job in jobs],
+            "callback_on_step_end": callback,
+            **self.family.call_arguments,
+        }
+        if self.family.negative_prompt and any(job.negative_prompt for job in jobs):
+            arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        return list(pipeline(**arguments).images)
+
+
+def _resolve_source(source: str, data_dir: Path) -> str:
+    """A folder (absolute, or relative to the data directory) or else a hub id."""
+    for candidate in (Path(source).expanduser(), data_dir / source):
+        if (candidate / "model_index.json").exists():
+            return str(candidate)
+    return source
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _dtype_name(name: str, device: str) -> str:
+    import torch
+
+    if name != "auto":
+        return DTYPES[name]
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"  # CPUs are slow at half precision and some kernels lack it

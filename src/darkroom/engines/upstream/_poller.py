@@ -1,0 +1,218 @@
+"""One coroutine that polls every upstream task an engine waits for.
+
+Each task is polled when due: first `poll_seconds` after it was created (at least a second),
+then 1.5 times longer each time it is still running, up to `poll_max_seconds`. A failed poll
+counts against the task's `attempts` and is tried again with backoff; a run of failures, a
+cancel, or a task that outlives `task_timeout` settles the task with a GenerationError, so no
+task waits forever on an upstream that went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from darkroom.engines.base import BatchMonitor, GenerationError, Job
+from darkroom.engines.upstream.calls import CANCELED, UpstreamFailure, scrub
+
+log = structlog.get_logger("darkroom.engines.poller")
+MIN_POLL_SECONDS = 1.0  # never poll one task more often than this
+
+Fetch = Callable[[str], Awaitable[dict[str, Any]]]  # upstream id -> the task object
+Cancel = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PollTiming:
+    poll_seconds: float = 2.0
+    poll_max_seconds: float = 10.0
+    task_timeout: float = 900.0
+    attempts: int = 4  # polls in a row that may fail before the task does
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], attempts: int) -> PollTiming:
+        first = max(MIN_POLL_SECONDS, float(options.get("poll_seconds", cls.poll_seconds)))
+        return cls(
+            poll_seconds=first,
+            poll_max_seconds=max(first, float(options.get("poll_max_seconds", 10.0))),
+            task_timeout=float(options.get("task_timeout_seconds", cls.task_timeout)),
+            attempts=attempts,
+        )
+
+
+@dataclass(eq=False)
+class _Waiting:
+    job: Job
+    upstream_id: str
+    monitor: BatchMonitor
+    batch_progress: dict[str, float]  # shared by the tasks of one batch
+    result: asyncio.Future[str]  # the result's URL
+    due: float
+    interval: float
+    deadline: float
+    failures: int = 0
+
+
+class Poller:
+    def __init__(
+        self,
+        fetch: Fetch,
+        cancel: Cancel,
+        timing: PollTiming,
+        *,
+        provider: str,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.fetch = fetch
+        self.cancel = cancel
+        self.timing = timing
+        self.provider = provider
+        self.secrets = list(secrets)
+        self._waiting: dict[str, _Waiting] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def wait(
+        self, job: Job, upstream_id: str, monitor: BatchMonitor, batch_progress: dict[str, float]
+    ) -> str:
+        """The URL of the upstream task's result, once it is done."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        waiting = _Waiting(
+            job=job,
+            upstream_id=upstream_id,
+            monitor=monitor,
+            batch_progress=batch_progress,
+            result=loop.create_future(),
+            due=now + self.timing.poll_seconds,
+            interval=self.timing.poll_seconds,
+            deadline=now + self.timing.task_timeout,
+        )
+        self._waiting[upstream_id] = waiting
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="relay-poller")
+        try:
+            return await waiting.result
+        finally:
+            self._waiting.pop(upstream_id, None)
+
+    async def close(self) -> None:
+        # Cancels already asked for upstream are sent before the engine's connection goes.
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        try:
+            await self._rounds()
+        except Exception as exc:  # a bug here must not leave tasks waiting forever
+            log.exception("poller failed")
+            for waiting in self._waiting.values():
+                self._settle(waiting, error=exc)
+
+    async def _rounds(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            now = loop.time()
+            waiting = list(self._waiting.values())
+            await asyncio.gather(
+                *(self._poll(w) if w.due <= now else self._check(w, now) for w in waiting)
+            )
+            if not self._waiting:
+                break
+            # Wake for the next poll due, and at least each second to notice cancels.
+            next_due = min(w.due for w in self._waiting.values())
+            await asyncio.sleep(min(max(next_due - loop.time(), 0.0), MIN_POLL_SECONDS))
+
+    async def _check(self, waiting: _Waiting, now: float) -> None:
+        """Settles a task that was canceled, or that waited too long."""
+        if waiting.result.done():
+            return
+        if waiting.monitor.is_canceled(waiting.job.task_id):
+            self._settle(waiting, error=GenerationError(CANCELED))
+            self._in_background(self._cancel_quietly(waiting.upstream_id))
+        elif now > waiting.deadline:
+            message = (
+                f"{self.provider} did not finish the image in {self.timing.task_timeout:g} s; "
+                "please try again later."
+            )
+            self._settle(waiting, error=GenerationError(message))
+
+    async def _poll(self, waiting: _Waiting) -> None:
+        loop = asyncio.get_running_loop()
+        await self._check(waiting, loop.time())
+        if waiting.result.done():
+            return
+        try:
+            task = await self.fetch(waiting.upstream_id)
+        except UpstreamFailure as exc:
+            self._failed(waiting, exc, loop.time())
+        except GenerationError as exc:
+            self._settle(waiting, error=exc)
+        else:
+            waiting.failures = 0
+            self._answered(waiting, task, loop.time())
+
+    def _answered(self, waiting: _Waiting, task: dict[str, Any], now: float) -> None:
+        status = task.get("status")
+        if status == "done" and isinstance(task.get("url"), str):
+            self._settle(waiting, url=task["url"])
+        elif status in ("failed", "error"):
+            said = task.get("message")
+            reason = scrub(said, self.secrets) if isinstance(said, str) else "no reason given"
+            message = f"{self.provider} could not make the image: {reason}"
+            self._settle(waiting, error=GenerationError(message))
+        else:
+            self._report_progress(waiting, task.get("progress"))
+            waiting.interval = min(waiting.interval * 1.5, self.timing.poll_max_seconds)
+            waiting.due = now + waiting.interval
+
+    def _failed(self, waiting: _Waiting, failure: UpstreamFailure, now: float) -> None:
+        waiting.failures += 1
+        if not failure.retryable or waiting.failures >= self.timing.attempts:
+            tried = f"; it was tried {waiting.failures} times" if failure.retryable else ""
+            error = GenerationError(f"{failure.message}{tried}. Please try again later.")
+            self._settle(waiting, error=error)
+            return
+        backoff = self.timing.poll_seconds * 2 ** (waiting.failures - 1)
+        waiting.due = now + min(backoff, self.timing.poll_max_seconds) * random.uniform(1.0, 1.5)
+        log.info("upstream poll failed", task_id=waiting.job.task_id, error=failure.message)
+
+    @staticmethod
+    def _report_progress(waiting: _Waiting, progress: Any) -> None:
+        """Darkroom sends whole percents; a float up to 1 is taken as a fraction."""
+        if isinstance(progress, bool) or not isinstance(progress, int | float):
+            return
+        fraction = progress if isinstance(progress, float) and progress <= 1 else progress / 100
+        waiting.batch_progress[waiting.job.task_id] = min(max(float(fraction), 0.0), 1.0)
+        shares = waiting.batch_progress.values()
+        waiting.monitor.report(sum(shares) / len(shares))
+
+    @staticmethod
+    def _settle(
+        waiting: _Waiting, *, url: str | None = None, error: BaseException | None = None
+    ) -> None:
+        if waiting.result.done():  # already settled, or its waiter went away
+            return
+        if error is not None:
+            waiting.result.set_exception(error)
+        else:
+            waiting.result.set_result(url or "")
+
+    async def _cancel_quietly(self, upstream_id: str) -> None:
+        """Asks the upstream to stop too; an upstream without the cancel extension says no."""
+        with contextlib.suppress(UpstreamFailure, GenerationError):
+            await self.cancel(upstream_id)
+
+    def _in_background(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

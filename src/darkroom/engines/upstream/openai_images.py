@@ -1,0 +1,112 @@
+"""The `openai` engine: OpenAI's image models (gpt-image-1 and its successors) through the
+`openai` SDK, `POST /v1/images/generations`.
+
+Catalog options: `upstream_model` (default gpt-image-1), `api_key_env` (default
+OPENAI_API_KEY), `base_url` (a proxy, Azure-compatible gateway, or a test server), `sizes`
+(the sizes the model draws, default gpt-image-1's), `quality`, `moderation`, and the common
+limits of calls.py. The SDK's own retries are off: Upstream.call owns them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.catalog import CatalogError, ModelSpec
+from darkroom.engines.upstream import _images
+from darkroom.engines.upstream.calls import (
+    Upstream,
+    UpstreamLimits,
+    connection_failure,
+    each_job,
+    http_failure,
+    prompt_blocked,
+)
+
+PROVIDER = "OpenAI"
+DEFAULT_MODEL = "gpt-image-1"
+DEFAULT_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+# The error codes OpenAI answers a refused prompt with (HTTP 400).
+MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
+
+
+def open_engine(spec: ModelSpec, data_dir: Path) -> OpenAIEngine:
+    return OpenAIEngine(spec)
+
+
+class OpenAIEngine:
+    def __init__(self, spec: ModelSpec) -> None:
+        import openai
+
+        options = spec.options
+        self.spec = spec
+        self.model = str(options.get("upstream_model", DEFAULT_MODEL))
+        self.sizes = tuple(options.get("sizes", DEFAULT_SIZES))
+        self.extra = {k: options[k] for k in ("quality", "moderation") if k in options}
+        if self.model.startswith("dall-e"):
+            self.extra["response_format"] = "b64_json"  # gpt-image models always send base64
+        key_env = str(options.get("api_key_env", "OPENAI_API_KEY"))
+        self._key = os.environ.get(key_env, "")
+        if not self._key:
+            raise CatalogError(f'model "{spec.id}": set {key_env} to an OpenAI API key')
+        self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
+        self._client = openai.AsyncOpenAI(
+            api_key=self._key,
+            base_url=options.get("base_url"),
+            organization=options.get("organization"),
+            timeout=self.upstream.limits.timeout_seconds,
+            max_retries=0,
+        )
+
+    async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
+        return await each_job(jobs, lambda job: self._generate_one(job, monitor))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _generate_one(self, job: Job, monitor: BatchMonitor) -> Image.Image:
+        size = self._size_for(job.width, job.height)
+        response = await self.upstream.call(
+            lambda: self._request(job.prompt, size),
+            canceled=lambda: monitor.is_canceled(job.task_id),
+        )
+        data = response.data or []
+        encoded = data[0].b64_json if data else None
+        if not encoded:
+            raise GenerationError(f"{PROVIDER} returned no image; please try again.")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise GenerationError(f"{PROVIDER} returned an image that cannot be read.") from exc
+        return _images.fit(_images.decode(raw, PROVIDER), job.width, job.height)
+
+    def _size_for(self, width: int, height: int) -> str:
+        ratios = {f"{w}:{h}": size for size in self.sizes for w, h in [size.split("x")]}
+        return ratios[_images.provider_ratio(self.spec, width, height, ratios)]
+
+    async def _request(self, prompt: str, size: str) -> Any:
+        import openai
+
+        try:
+            return await self._client.images.generate(
+                model=self.model, prompt=prompt, size=size, n=1, **self.extra
+            )
+        except openai.APIStatusError as exc:
+            raise self._failure(exc) from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise connection_failure(PROVIDER, exc) from None
+
+    def _failure(self, exc: Any) -> Exception:
+        error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
+        error = error if isinstance(error, dict) else {}
+        code = exc.code or error.get("code")
+        if exc.status_code == 400 and code in MODERATION_CODES:
+            return prompt_blocked(PROVIDER, "the request was rejected by its safety system")
+        detail = error.get("message") if isinstance(error.get("message"), str) else None
+        return http_failure(PROVIDER, exc.status_code, detail, [self._key])

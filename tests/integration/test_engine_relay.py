@@ -1,0 +1,249 @@
+"""The relay engine against a second, real Darkroom process serving the tiny model (and, for
+progress, against a scripted server speaking the same API)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
+from darkroom.engines.catalog import Catalog
+from tests.support.fakes.media_api import API_KEY as FAKE_KEY
+from tests.support.fakes.media_api import FakeMediaAPI
+from tests.support.fakes.serving import client_for, download, serving
+from tests.support.servers import Darkroom, wait_for_status
+
+KEY_ENV = "DARKROOM_TEST_RELAY_KEY"
+UPSTREAM_CATALOG = """
+[models."google-imagen-3"]
+engine = "tiny"
+max_batch = 4
+
+[safety]
+blocked_terms = ["forbiddenword"]
+"""
+FAST = {"poll_seconds": 1, "poll_max_seconds": 1, "attempts": 3, "retry_initial_seconds": 0.05}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Darkroom, str]]:
+    """The upstream: a real Darkroom with a worker and the tiny model, and a key for it."""
+    with serving(tmp_path_factory.mktemp("upstream"), UPSTREAM_CATALOG) as darkroom:
+        yield darkroom, darkroom.create_key("--name", "relay")
+
+
+@pytest.fixture
+def idle_upstream(tmp_path: Path) -> Iterator[tuple[Darkroom, str]]:
+    """An upstream with no worker: its tasks stay idle until someone stops it."""
+    with serving(tmp_path / "idle-upstream", UPSTREAM_CATALOG, None, "--workers", "0") as server:
+        yield server, server.create_key("--name", "relay")
+
+
+def relay_engine(base_url: str, key: str, monkeypatch: pytest.MonkeyPatch, **options: Any):
+    monkeypatch.setenv(KEY_ENV, key)
+    entry = {
+        "engine": "relay",
+        "base_url": base_url,
+        "api_key_env": KEY_ENV,
+        "upstream_model": "google-imagen-3",
+        **FAST,
+        **options,
+    }
+    spec = Catalog.from_dict({"relayed": entry})["relayed"]
+    return load_engine(spec, Path()), spec
+
+
+def job(spec, ratio: str = "1:1", prompt: str = "a lighthouse", n: int = 0) -> Job:
+    width, height = spec.size_for(ratio)
+    return Job(task_id=f"task{n}", prompt=prompt, width=width, height=height, seed=3)
+
+
+async def generate(engine, *jobs: Job, monitor: BatchMonitor | None = None) -> list:
+    try:
+        return await engine.generate(list(jobs), monitor or BatchMonitor())
+    finally:
+        await engine.close()
+
+
+async def test_relays_each_ratio_to_a_real_darkroom(upstream, monkeypatch):
+    server, key = upstream
+    engine, spec = relay_engine(server.base_url, key, monkeypatch)
+    jobs = [job(spec, ratio, n=i) for i, ratio in enumerate(("1:1", "21:9", "9:16"))]
+    outcomes = await generate(engine, *jobs)
+    for image, asked in zip(outcomes, jobs, strict=True):
+        assert not isinstance(image, GenerationError), image
+        assert image.size == (asked.width, asked.height)
+
+
+async def test_upstream_safety_refusal_names_its_code(upstream, monkeypatch):
+    server, key = upstream
+    engine, spec = relay_engine(server.base_url, key, monkeypatch)
+    [refusal] = await generate(engine, job(spec, prompt="a forbiddenword here"))
+    assert isinstance(refusal, GenerationError)
+    assert "code 1002" in str(refusal)
+
+
+async def test_upstream_input_errors_are_not_retried(upstream, monkeypatch):
+    server, key = upstream
+    engine, spec = relay_engine(server.base_url, key, monkeypatch, upstream_model="nope")
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "code 3" in str(failure) and "google-imagen-3" in str(failure)
+
+
+async def test_a_wrong_key_is_an_operator_message_without_the_key(upstream, monkeypatch):
+    server, _ = upstream
+    engine, spec = relay_engine(server.base_url, "dr_wrong_key_123456789", monkeypatch)
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "operator" in str(failure) and "dr_wrong_key" not in str(failure)
+
+
+async def test_progress_is_reported_and_the_key_stays_with_the_api(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1, progress=40) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        monitor = BatchMonitor()
+        [image] = await generate(engine, job(spec, "16:9"), monitor=monitor)
+    assert image.size == (1408, 768)
+    assert monitor.progress == pytest.approx(0.4)
+    [download] = [r for r in fake.requests if r.path.startswith("/files/")]
+    assert "authorization" not in download.headers
+    [create] = [r for r in fake.requests if r.path == "/v1/media/create"]
+    assert create.json()["ar"] == "16:9" and create.json()["seed"] == 3
+
+
+async def test_one_poller_serves_many_tasks(monkeypatch):
+    with FakeMediaAPI(polls_before_done=2) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        batch = [job(spec, n=i) for i in range(3)]
+        task = asyncio.create_task(engine.generate(batch, BatchMonitor()))
+        while len(fake.tasks) < 3:
+            await asyncio.sleep(0.05)
+        pollers = [t for t in asyncio.all_tasks() if t.get_name() == "relay-poller"]
+        assert len(pollers) == 1
+        outcomes = await task
+        await engine.close()
+    assert all(not isinstance(o, GenerationError) for o in outcomes)
+
+
+async def test_a_canceled_task_stops_polling_and_is_canceled_upstream(idle_upstream, monkeypatch):
+    server, key = idle_upstream
+    engine, spec = relay_engine(server.base_url, key, monkeypatch)
+    monitor = BatchMonitor()
+    running = asyncio.create_task(engine.generate([job(spec)], monitor))
+    with client_for(server, key) as client:
+        [upstream_id] = await asyncio.to_thread(_upstream_task_ids, server)
+        monitor.canceled.add("task0")
+        [outcome] = await running
+        await engine.close()
+        assert isinstance(outcome, GenerationError) and str(outcome) == "canceled"
+        upstream_task = await asyncio.to_thread(wait_for_status, client, upstream_id, timeout=30)
+        assert upstream_task["status"] == "failed" and upstream_task["message"] == "canceled"
+
+
+def _upstream_task_ids(server: Darkroom) -> list[str]:
+    """The ids of the tasks the upstream holds, read from its database as they appear."""
+    for _ in range(600):
+        with contextlib.closing(sqlite3.connect(server.data_dir / "darkroom.db")) as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM tasks ORDER BY created_at")]
+        if ids:
+            return ids
+        time.sleep(0.05)
+    raise TimeoutError("the relay created no upstream task")
+
+
+def test_end_to_end_relay_and_upstream_going_down(tmp_path, upstream, idle_upstream):
+    up, key = upstream
+    down, down_key = idle_upstream
+    catalog = f"""
+[models."relayed"]
+engine = "relay"
+base_url = "{up.base_url}"
+api_key_env = "{KEY_ENV}"
+upstream_model = "google-imagen-3"
+poll_seconds = 1
+max_batch = 2
+
+[models."fragile"]
+engine = "relay"
+base_url = "{down.base_url}"
+api_key_env = "FRAGILE_KEY"
+upstream_model = "google-imagen-3"
+poll_seconds = 1
+poll_max_seconds = 1
+attempts = 3
+retry_initial_seconds = 0.05
+"""
+    env = {KEY_ENV: key, "FRAGILE_KEY": down_key}
+    with serving(tmp_path / "front", catalog, env) as front, client_for(front) as client:
+        made = client.post(
+            "/v1/media/create", json={"model": "relayed", "prompt": "a harbour", "ar": "9:21"}
+        ).json()
+        done = wait_for_status(client, made["id"])
+        assert done["status"] == "done", done
+        assert done["url"].startswith(front.base_url)  # kept in this server's own storage
+        assert download(done["url"]).size == (640, 1536)
+
+        stuck = client.post("/v1/media/create", json={"model": "fragile", "prompt": "a pier"})
+        stuck_id = stuck.json()["id"]
+        wait_for_status(client, stuck_id, ("processing",))
+        _upstream_task_ids(down)
+        down.stop()  # the upstream goes away while the task waits on it
+        failed = wait_for_status(client, stuck_id, timeout=60)
+        assert failed["status"] == "failed"
+        assert "could not be reached" in failed["message"]
+        assert "tried 3 times" in failed["message"]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_rate_limits_and_server_errors_are_retried(status, monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.fail_next(status, times=2)
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert image.size == (1024, 1024)
+    assert [r.path for r in fake.requests][:3] == ["/v1/media/create"] * 3
+
+
+async def test_an_overloaded_upstream_is_retried(monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.fail_next(200, payload={"code": 6, "message": "The server is busy"})
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert image.size == (1024, 1024)
+
+
+async def test_server_errors_exhaust_the_retries(monkeypatch):
+    with FakeMediaAPI() as fake:
+        fake.fail_next(502, times=10)
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "HTTP 502" in str(failure) and "tried 3 times" in str(failure)
+    assert len(fake.requests) == 3
+
+
+async def test_a_request_timeout_fails_after_the_retries(monkeypatch):
+    with FakeMediaAPI() as fake:
+        fake.stall_next(1.5, times=2)
+        engine, spec = relay_engine(
+            fake.base_url, FAKE_KEY, monkeypatch, timeout_seconds=0.3, attempts=2
+        )
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "did not answer" in str(failure)
+
+
+async def test_an_upstream_that_never_finishes_times_the_task_out(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1000) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch, task_timeout_seconds=1.5)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "did not finish" in str(failure)

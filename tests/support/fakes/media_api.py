@@ -1,0 +1,59 @@
+"""A scripted server speaking the media API of ../../shared/spec/media-api.md (the hosted
+service's create/result protocol): every task reports `processing` with a `progress` for a
+few polls, then `done` with a link to a PNG on the same server. For what a real Darkroom does
+not show at will (progress, a slow task); the relay engine is otherwise tested against a real
+second Darkroom."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from tests.support.fakes.base import Answer, FakeServer, Request, png
+
+API_KEY = "fake-media-api-key-0123456789"
+
+
+class FakeMediaAPI(FakeServer):
+    def __init__(self, polls_before_done: int = 2, progress: int = 50) -> None:
+        super().__init__()
+        self.polls_before_done = polls_before_done
+        self.progress = progress
+        self.tasks: dict[str, dict[str, Any]] = {}
+
+    def answer(self, request: Request) -> Answer:
+        path = request.path.split("?")[0]
+        if path.startswith("/files/"):
+            return Answer(200, png(1024, 1024), {"Content-Type": "image/png"})
+        if request.headers.get("authorization") != API_KEY:
+            return Answer.json(200, {"code": 2, "message": "Missing or unknown API key."})
+        body = request.json() or {}
+        if path == "/v1/media/create":
+            task_id = secrets.token_hex(12)
+            self.tasks[task_id] = {"polls": 0, "body": body}
+            return Answer.json(200, self._task(task_id, "idle"))
+        if path == "/v1/media/result":
+            task = self.tasks.get(body.get("task_id"))
+            if task is None:
+                return Answer.json(200, {"code": 4, "message": "No such task."})
+            task["polls"] += 1
+            if task["polls"] <= self.polls_before_done:
+                return Answer.json(
+                    200, {**self._task(body["task_id"], "processing"), "progress": self.progress}
+                )
+            return Answer.json(200, self._task(body["task_id"], "done"))
+        return Answer.json(200, {"code": 99, "message": "No such API method."})
+
+    def _task(self, task_id: str, status: str) -> dict[str, Any]:
+        body = self.tasks[task_id]["body"]
+        url = f"{self.base_url}/files/{task_id}_result.png" if status == "done" else None
+        return {
+            "code": 0,
+            "id": task_id,
+            "model": body.get("model"),
+            "prompt": body.get("prompt"),
+            "created_at": int(time.time()),
+            "status": status,
+            "url": url,
+        }
