@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from darkroom.engines.catalog import ModelSpec
+from darkroom.errors import GenerationError
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,6 @@ class Job:
     negative_prompt: str | None = None
     images: tuple[str, ...] = ()
     options: dict[str, Any] | None = None
-
-
-class GenerationError(Exception):
-    """A failure that retrying will not fix (a blocked prompt, an unusable reference image).
-    Its message is shown to the user as the task's `message`."""
 
 
 # An engine answers each job with an image, or with the reason that job alone failed.

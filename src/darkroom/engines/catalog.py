@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
+from darkroom.errors import CatalogError
 
 # The built-in engines by the name a catalog entry gives them, and the factory each names.
 BUILT_IN_ENGINES = {
@@ -34,10 +35,6 @@ ENGINE_NAMES = tuple(BUILT_IN_ENGINES)
 ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "diffusers": {"max_batch": 4, "batch_wait_ms": 75},
 }
-
-
-class CatalogError(ValueError):
-    """The catalog file cannot be used as written."""
 
 
 @dataclass(frozen=True)
