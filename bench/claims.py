@@ -26,7 +26,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import platform
-import secrets
 import sqlite3
 import statistics
 import sys
@@ -46,7 +45,7 @@ from darkroom.config import Settings
 from darkroom.db import Database, tasks
 from darkroom.db.migrate import migrate
 from darkroom.keys import ApiKey, KeyStore
-from darkroom.tasks import NewTask, TaskStore
+from darkroom.tasks import NewTask, TaskParams, TaskStore
 from darkroom.worker.wakeup import wakeup_for
 
 POLL_SECONDS = Settings().poll_seconds
@@ -58,19 +57,12 @@ def _settings(url: str) -> Settings:
 
 
 def _new_task(key: ApiKey, index: int) -> NewTask:
-    now = time.time()
-    return NewTask(
-        id=secrets.token_hex(12),
+    return NewTask.build(
         key_id=key.id,
         model="instant",
         prompt=f"task {index}",
-        ar=None,
-        width=512,
-        height=512,
-        params={"seed": index},
-        batch_key="instant:512x512",
-        created_at=int(now),
-        enqueued_at=now,
+        size=(512, 512),
+        params=TaskParams(seed=index),
         max_attempts=3,
     )
 

@@ -42,8 +42,7 @@ from darkroom.app import App  # noqa: E402
 from darkroom.config import Settings  # noqa: E402
 from darkroom.engines import BatchMonitor, Job  # noqa: E402
 from darkroom.engines.local.random_weights import build, clip_tokenizer, save_atomically  # noqa: E402
-from darkroom.ids import created_at_of, new_task_id  # noqa: E402
-from darkroom.tasks import NewTask  # noqa: E402
+from darkroom.tasks import NewTask, TaskParams  # noqa: E402
 from darkroom.worker import EnginePool, Worker  # noqa: E402
 
 MODEL = "bench"
@@ -101,21 +100,13 @@ async def run_setting(
     await engine.generate(warmup, BatchMonitor())
 
     for index in range(tasks):
-        now = time.time()
-        task_id = new_task_id(now)
-        params = {"seed": index}
-        new = NewTask(
-            id=task_id,
+        new = NewTask.build(
             key_id=key.id,
             model=model,
             prompt=PROMPTS[index % len(PROMPTS)],
             ar="1:1",
-            width=width,
-            height=height,
-            params=params,
-            batch_key=spec.batch_key(width, height, params),
-            created_at=created_at_of(task_id),
-            enqueued_at=now,
+            size=(width, height),
+            params=TaskParams(seed=index),
             max_attempts=1,
         )
         await app.store.create(new, key, max_queue=tasks + 1)

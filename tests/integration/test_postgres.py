@@ -18,6 +18,7 @@ from darkroom.db import Database, metadata, tasks
 from darkroom.db.migrate import migrate
 from darkroom.keys import ApiKey, KeyStore
 from darkroom.tasks import TaskStore
+from darkroom.tasks.model import batch_key
 from darkroom.worker.wakeup import LISTENER_NAME, PostgresWakeup
 from tests.support.services import PostgresServer
 from tests.support.tasks import async_url, new_task
@@ -36,13 +37,17 @@ async def new_key(db: Database) -> ApiKey:
     return key
 
 
-async def queue(db: Database, count: int, batch_keys: list[str]) -> set[str]:
+# Models and sizes of queued tasks: each pair is a batch of its own.
+BATCHES = [("a", (512, 512)), ("b", (512, 512)), ("c", (768, 512))]
+A_512 = batch_key("a", 512, 512)
+
+
+async def queue(db: Database, count: int, batches: list[tuple[str, tuple[int, int]]]) -> set[str]:
     key, store = await new_key(db), TaskStore(db)
     ids = set()
     for index in range(count):
-        task = await store.create(
-            new_task(key, index, batch_keys[index % len(batch_keys)]), key, max_queue=10**6
-        )
+        model, size = batches[index % len(batches)]
+        task = await store.create(new_task(key, index, model, size), key, max_queue=10**6)
         ids.add(task.id)
     return ids
 
@@ -72,18 +77,6 @@ async def test_migrations_from_many_nodes_at_once_take_turns(postgres):
             await database.dispose()
 
 
-async def test_task_fields_round_trip_with_their_types(db):
-    key = await new_key(db)
-    new = new_task(key, 7)
-    store = TaskStore(db)
-    await store.create(new, key, max_queue=100)
-    task = await store.get(new.id)
-    assert task is not None
-    assert task.params == {"seed": 7, "steps": 4, "guidance": 1.5}
-    assert task.enqueued_at == new.enqueued_at  # double precision: no rounding of timestamps
-    assert task.cancel_requested is False
-
-
 # -- the claim ------------------------------------------------------------------------------------
 
 
@@ -92,7 +85,7 @@ async def test_concurrent_claimers_never_get_the_same_task(postgres, limit):
     url = async_url(postgres)
     setup = Database(url)
     await migrate(setup)
-    queued = await queue(setup, 300, ["a:512x512", "b:512x512", "c:768x512"])
+    queued = await queue(setup, 300, BATCHES)
     claimers = [Database(url, pool_size=1, max_overflow=0) for _ in range(8)]
 
     async def claim_until_empty(database: Database, owner: str, fill: bool) -> list[list]:
@@ -100,9 +93,9 @@ async def test_concurrent_claimers_never_get_the_same_task(postgres, limit):
         a given batch key (half of the claimers start that way, racing the others)."""
         store, batches = TaskStore(database), []
         while fill and (
-            batch := await store.claim(owner, limit=limit, lease_seconds=60, batch_key="a:512x512")
+            batch := await store.claim(owner, limit=limit, lease_seconds=60, batch_key=A_512)
         ):
-            assert {t.batch_key for t in batch} == {"a:512x512"}
+            assert {t.batch_key for t in batch} == {A_512}
             batches.append(batch)
         while batch := await store.claim(owner, limit=limit, lease_seconds=60):
             batches.append(batch)
@@ -128,7 +121,7 @@ async def test_concurrent_claimers_never_get_the_same_task(postgres, limit):
 
 
 async def test_a_claim_skips_rows_another_transaction_holds_instead_of_waiting(db):
-    await queue(db, 2, ["a:512x512"])
+    await queue(db, 2, BATCHES[:1])
     store = TaskStore(db)
     async with db.engine.connect() as holder:
         transaction = await holder.begin()

@@ -25,7 +25,7 @@ async def test_a_failed_commit_leaves_no_transaction_behind(tmp_path):
         async with db.write() as conn:
             # The foreign key is checked at COMMIT, so it is the commit that fails.
             await conn.execute(sa.text("PRAGMA defer_foreign_keys=ON"))
-            await conn.execute(tasks.insert().values(**vars(orphan), status="idle", attempt=0))
+            await conn.execute(tasks.insert().values(**orphan.row(), status="idle", attempt=0))
     for _ in range(20):  # on every read thread
         async with db.read() as conn:
             count = (await conn.execute(sa.select(sa.func.count()).select_from(tasks))).scalar()

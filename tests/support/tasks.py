@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 import time
+from pathlib import Path
 
+import pytest
+
+from darkroom.db import Database
+from darkroom.db.migrate import migrate
 from darkroom.keys import ApiKey
-from darkroom.tasks import NewTask
+from darkroom.tasks import NewTask, TaskParams
 from tests.support.services import PostgresServer
 
 
@@ -14,18 +18,30 @@ def async_url(server: PostgresServer) -> str:
     return server.new_database("unit").replace("postgresql://", "postgresql+asyncpg://")
 
 
-def new_task(key: ApiKey, index: int, batch_key: str = "tiny-512:512x512") -> NewTask:
-    return NewTask(
-        id=secrets.token_hex(12),
+# The store's backends: a test module parametrizes its database fixture with these.
+DATABASES = ["sqlite", "postgresql"]
+
+
+async def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A fresh database of the kind the fixture's parameter names, with the schema."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    else:
+        database = Database(async_url(request.getfixturevalue("postgres")))
+    await migrate(database)
+    return database
+
+
+def new_task(
+    key: ApiKey, index: int, model: str = "tiny-512", size: tuple[int, int] = (512, 512)
+) -> NewTask:
+    """The index-th task of a test: enqueued in index order, seeded with the index."""
+    return NewTask.build(
         key_id=key.id,
-        model=batch_key.split(":")[0],
+        model=model,
         prompt=f"task {index}",
-        ar=None,
-        width=512,
-        height=512,
-        params={"seed": index, "steps": 4, "guidance": 1.5},
-        batch_key=batch_key,
-        created_at=int(time.time()),
-        enqueued_at=time.time() + index * 1e-6,
+        size=size,
+        params=TaskParams(seed=index),
         max_attempts=3,
+        enqueued_at=time.time() + index * 1e-6,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,9 +23,8 @@ from darkroom.api.requests import (
 )
 from darkroom.app import App
 from darkroom.engines import ModelSpec
-from darkroom.ids import created_at_of, new_task_id
 from darkroom.keys import ApiKey
-from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskStatus
+from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskParams, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 AuthorizedKey = Annotated[ApiKey, Depends(require_key)]
@@ -146,28 +144,14 @@ def _check_content(app: App, body: CreateRequest) -> None:
 
 
 def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> NewTask:
-    width, height = spec.size_for(body.ar or spec.default_ratio)
     # A seed is always fixed at creation, so a retried task gives the same image.
-    params: dict[str, Any] = {
-        "seed": body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
-    }
-    if body.negative_prompt:
-        params["negative_prompt"] = body.negative_prompt
-    if body.images:
-        params["images"] = body.images
-    now = time.time()
-    task_id = new_task_id(now)
-    return NewTask(
-        id=task_id,
+    seed = body.seed if body.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    return NewTask.build(
         key_id=key.id,
         model=spec.id,
         prompt=body.prompt,
         ar=body.ar,
-        width=width,
-        height=height,
-        params=params,
-        batch_key=spec.batch_key(width, height, params),
-        created_at=created_at_of(task_id),
-        enqueued_at=now,
+        size=spec.size_for(body.ar or spec.default_ratio),
+        params=TaskParams(seed, body.negative_prompt or None, tuple(body.images or ())),
         max_attempts=app.settings.max_attempts,
     )

@@ -1,10 +1,21 @@
-"""The task record and its states."""
+"""The task record, its states, its parameters, and the one factory for new tasks.
+
+`NewTask.build` is how every caller (the create route, the benchmarks, the tests) makes a task,
+so the id, its timestamps and the batch key are derived in one place. A task's parameters are
+what its engine needs beyond the prompt and the size; they are stored as the `params` JSON
+column, and rows written by older versions (which also carried `steps` and `guidance`, never
+settable by a request) still read back.
+"""
 
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from darkroom.ids import created_at_of, new_task_id
 
 
 class TaskStatus(enum.StrEnum):
@@ -13,9 +24,38 @@ class TaskStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
 
-    @property
-    def finished(self) -> bool:
-        return self in (TaskStatus.DONE, TaskStatus.FAILED)
+
+@dataclass(frozen=True)
+class TaskParams:
+    """What a task asks of its engine besides prompt and size. The seed is fixed when the
+    task is created, so a retried task makes the same image."""
+
+    seed: int
+    negative_prompt: str | None = None
+    images: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The `params` column: keys only for what is set, as the API has always written it."""
+        data: dict[str, Any] = {"seed": self.seed}
+        if self.negative_prompt:
+            data["negative_prompt"] = self.negative_prompt
+        if self.images:
+            data["images"] = list(self.images)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TaskParams:
+        return cls(
+            seed=int(data["seed"]),
+            negative_prompt=data.get("negative_prompt"),
+            images=tuple(data.get("images", ())),
+        )
+
+
+def batch_key(model: str, width: int, height: int) -> str:
+    """Tasks with equal keys can share one engine call: same model, same size. Seeds, prompts
+    and negative prompts may differ within a batch."""
+    return f"{model}|{width}x{height}"
 
 
 @dataclass(frozen=True)
@@ -29,11 +69,47 @@ class NewTask:
     ar: str | None
     width: int
     height: int
-    params: dict[str, Any]
+    params: TaskParams
     batch_key: str
     created_at: int
     enqueued_at: float
     max_attempts: int
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        key_id: int,
+        model: str,
+        prompt: str,
+        size: tuple[int, int],
+        params: TaskParams,
+        max_attempts: int,
+        ar: str | None = None,
+        enqueued_at: float | None = None,
+    ) -> NewTask:
+        """A task enqueued now (or at `enqueued_at`), with a fresh id stamped with that time."""
+        now = time.time() if enqueued_at is None else enqueued_at
+        task_id = new_task_id(now)
+        width, height = size
+        return cls(
+            id=task_id,
+            key_id=key_id,
+            model=model,
+            prompt=prompt,
+            ar=ar,
+            width=width,
+            height=height,
+            params=params,
+            batch_key=batch_key(model, width, height),
+            created_at=created_at_of(task_id),
+            enqueued_at=now,
+            max_attempts=max_attempts,
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The task table's columns for this task, before it is queued."""
+        return {**vars(self), "params": self.params.to_json()}
 
 
 @dataclass(frozen=True)
@@ -45,7 +121,7 @@ class Task:
     ar: str | None
     width: int
     height: int
-    params: dict[str, Any]
+    params: TaskParams
     batch_key: str
     status: TaskStatus
     created_at: int
@@ -68,6 +144,7 @@ class Task:
         values = dict(row._mapping)
         values["status"] = TaskStatus(values["status"])
         values["cancel_requested"] = bool(values["cancel_requested"])
+        values["params"] = TaskParams.from_json(values["params"])
         return cls(**values)
 
     @property

@@ -1,26 +1,36 @@
 """The task store. Its table is the queue: a worker claims idle tasks by taking a lease
 (owner, expiry, attempt) in one statement, extends it while it works, and finishes the task
 only if it still holds that lease, so a worker that lost its lease can never overwrite a newer
-attempt's result."""
+attempt's result.
+
+Every way out of `processing` (done, failed, canceled, retried, released, rescued after the
+lease expired) and the cancel of an idle task is one statement, `_finish`: river's "set state if
+still running". It sets the new state only where its fence still holds, clears the lease, and
+gives the key its charge back when the task failed, in the same transaction (keys/balance.py).
+A canceled task is never put back in the queue, whichever way its worker lets go of it
+(tests/integration/test_store_conformance.py).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from darkroom.db import Database, api_keys, tasks
-from darkroom.keys import ApiKey
+from darkroom.db import Connection, Database, tasks
+from darkroom.errors import CANCELED_MESSAGE
+from darkroom.keys import ApiKey, balance
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
-CANCELED_MESSAGE = "canceled"
 LEASE_LOST_MESSAGE = (
     "The worker generating this image stopped responding on every attempt; "
     "the task was given up. Please create it again."
 )
+# A task's new state: the columns `_finish` sets (always with `status`).
+State = dict[str, Any]
 
 
 def retry_delay(attempt: int) -> float:
@@ -50,18 +60,12 @@ class TaskStore:
             depth = await self._queue_depth(conn)
             if depth >= max_queue:
                 raise QueueFull(depth)
-            if key.credits is not None:
-                charged = await conn.execute(
-                    api_keys.update()
-                    .where(api_keys.c.id == key.id, api_keys.c.credits > 0)
-                    .values(credits=api_keys.c.credits - 1)
-                )
-                if charged.rowcount == 0:
-                    raise InsufficientCredits()
+            if not await balance.charge(conn, key):
+                raise InsufficientCredits()
             row = (
                 await conn.execute(
                     tasks.insert()
-                    .values(**vars(new), status=IDLE, attempt=0, cancel_requested=False)
+                    .values(**new.row(), status=IDLE, attempt=0, cancel_requested=False)
                     .returning(*tasks.c)
                 )
             ).one()
@@ -75,10 +79,6 @@ class TaskStore:
         async with self.db.read() as conn:
             row = (await conn.execute(query)).one_or_none()
         return Task.from_row(row) if row else None
-
-    async def queue_depth(self) -> int:
-        async with self.db.read() as conn:
-            return await self._queue_depth(conn)
 
     async def count_by_status(self) -> dict[str, int]:
         query = sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status)
@@ -109,24 +109,14 @@ class TaskStore:
                 await conn.execute(sa.select(tasks.c.status).where(mine).with_for_update())
             ).scalar_one_or_none()
             if status == IDLE:
-                await conn.execute(
-                    tasks.update()
-                    .where(mine)
-                    .values(
-                        status=FAILED,
-                        message=CANCELED_MESSAGE,
-                        finished_at=time.time(),
-                        cancel_requested=True,
-                        progress=None,
-                    )
-                )
-                await _refund(conn, [key_id])
+                idle = sa.and_(mine, tasks.c.status == IDLE)
+                await _finish(conn, idle, {**_canceled(), "cancel_requested": True})
             elif status == PROCESSING:
                 await conn.execute(tasks.update().where(mine).values(cancel_requested=True))
         return await self.get(task_id, key_id)
 
     @staticmethod
-    async def _queue_depth(conn: AsyncConnection) -> int:
+    async def _queue_depth(conn: Connection) -> int:
         query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == IDLE)
         return (await conn.execute(query)).scalar_one()
 
@@ -168,7 +158,7 @@ class TaskStore:
             # PostgreSQL: lock the chosen rows in a MATERIALIZED CTE and join the update to it.
             # Written as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, the subquery can
             # be re-evaluated under concurrent claims and the LIMIT escapes: one claim of
-            # limit 1 was seen to take a hundred tasks (tests/test_postgres.py).
+            # limit 1 was seen to take a hundred tasks (tests/integration/test_postgres.py).
             locked = chosen.with_for_update(skip_locked=True).cte("chosen")
             locked = locked.prefix_with("MATERIALIZED")
             target = tasks.c.id == locked.c.id
@@ -190,20 +180,6 @@ class TaskStore:
         async with self.db.write() as conn:
             rows = (await conn.execute(claim)).all()
         return sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
-
-    async def extend_leases(self, owner: str, task_ids: Iterable[str], lease_seconds: float) -> int:
-        """The heartbeat: pushes the expiry of the leases this owner still holds."""
-        async with self.db.write() as conn:
-            result = await conn.execute(
-                tasks.update()
-                .where(
-                    tasks.c.id.in_(list(task_ids)),
-                    tasks.c.lease_owner == owner,
-                    tasks.c.status == PROCESSING,
-                )
-                .values(lease_expires_at=time.time() + lease_seconds)
-            )
-        return result.rowcount
 
     async def beat(
         self,
@@ -245,101 +221,40 @@ class TaskStore:
     async def complete(self, task: Task, owner: str, result_key: str) -> bool:
         """Marks the task done if this owner's attempt still holds the lease."""
         async with self.db.write() as conn:
-            result = await conn.execute(
-                tasks.update()
-                .where(_holds_lease(task, owner))
-                .values(
-                    status=DONE,
-                    result_key=result_key,
-                    finished_at=time.time(),
-                    progress=100,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                )
-            )
-        return result.rowcount > 0
+            return await _finish(conn, _held(task, owner), _done(result_key)) > 0
 
     async def fail(self, task: Task, owner: str, message: str, *, retry: bool) -> TaskStatus | None:
         """Gives the task back to the queue (when retry is allowed and attempts remain) or fails
         it for good, refunding its credit. Returns the new status, or None if the lease was lost."""
         again = retry and task.attempt < task.max_attempts
-        values = (
-            {"status": IDLE, "progress": None, "run_after": time.time() + retry_delay(task.attempt)}
-            if again
-            else {"status": FAILED, "message": message, "finished_at": time.time()}
-        )
+        state = _retried(task.attempt) if again else _failed(message)
         async with self.db.write() as conn:
             if again and await _end_if_canceled(conn, task, owner):
                 return TaskStatus.FAILED
-            result = await conn.execute(
-                tasks.update()
-                .where(_holds_lease(task, owner))
-                .values(**values, lease_owner=None, lease_expires_at=None)
-            )
-            if result.rowcount == 0:
+            if not await _finish(conn, _held(task, owner), state):
                 return None
-            if not again:
-                await _refund(conn, [task.key_id])
-        return TaskStatus(values["status"])
+        return TaskStatus(state["status"])
 
     async def release(self, claimed: Iterable[Task], owner: str) -> int:
         """Puts tasks back unstarted (a worker shutting down); the attempt does not count."""
         released = 0
         async with self.db.write() as conn:
             for task in claimed:
-                if await _end_if_canceled(conn, task, owner):
-                    continue
-                result = await conn.execute(
-                    tasks.update()
-                    .where(_holds_lease(task, owner))
-                    .values(
-                        status=IDLE,
-                        attempt=tasks.c.attempt - 1,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        progress=None,
-                    )
-                )
-                released += result.rowcount
+                if not await _end_if_canceled(conn, task, owner):
+                    released += await _finish(conn, _held(task, owner), _released())
         return released
 
     async def requeue_expired(self) -> tuple[int, int]:
         """Tasks whose worker stopped heartbeating go back to idle, or fail after their last
-        attempt. Returns (requeued, failed)."""
-        now = time.time()
-        expired = sa.and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < now)
-        cleared = {"lease_owner": None, "lease_expires_at": None}
+        attempt; a canceled one is not run again but ends as its owner asked. Returns
+        (requeued, failed)."""
+        expired = sa.and_(tasks.c.status == PROCESSING, tasks.c.lease_expires_at < time.time())
+        attempts_left = tasks.c.attempt < tasks.c.max_attempts
         async with self.db.write() as conn:
-            # A canceled task whose worker died is not run again: it ends as its owner asked.
-            canceled_rows = (
-                await conn.execute(
-                    tasks.update()
-                    .where(expired, tasks.c.cancel_requested.is_(True))
-                    .values(status=FAILED, finished_at=now, message=CANCELED_MESSAGE, **cleared)
-                    .returning(tasks.c.key_id)
-                )
-            ).all()
-            await _refund(conn, [row.key_id for row in canceled_rows])
-            requeued = await conn.execute(
-                tasks.update()
-                .where(expired, tasks.c.attempt < tasks.c.max_attempts)
-                .values(status=IDLE, progress=None, **cleared)
-            )
-            failed_rows = (
-                await conn.execute(
-                    tasks.update()
-                    .where(expired, tasks.c.attempt >= tasks.c.max_attempts)
-                    .values(
-                        status=FAILED,
-                        finished_at=now,
-                        message=LEASE_LOST_MESSAGE,
-                        **cleared,
-                    )
-                    .returning(tasks.c.key_id)
-                )
-            ).all()
-            await _refund(conn, [row.key_id for row in failed_rows])
-        return requeued.rowcount, len(failed_rows)
+            await _finish(conn, sa.and_(expired, tasks.c.cancel_requested.is_(True)), _canceled())
+            requeued = await _finish(conn, sa.and_(expired, attempts_left), _requeued())
+            failed = await _finish(conn, sa.and_(expired, ~attempts_left), _lease_lost())
+        return requeued, failed
 
     # -- retention ----------------------------------------------------------------------
 
@@ -363,7 +278,24 @@ class TaskStore:
             )
 
 
-def _holds_lease(task: Task, owner: str) -> sa.ColumnElement[bool]:
+async def _finish(conn: Connection, where: sa.ColumnElement[bool], state: State) -> int:
+    """The one transition: sets `state` on the tasks `where` selects, clears their lease, and
+    refunds each task that failed. Returns how many tasks changed (0: the fence did not hold)."""
+    rows = (
+        await conn.execute(
+            tasks.update()
+            .where(where)
+            .values(**state, lease_owner=None, lease_expires_at=None)
+            .returning(tasks.c.key_id)
+        )
+    ).all()
+    if state["status"] == FAILED:
+        await balance.refund(conn, [row.key_id for row in rows])
+    return len(rows)
+
+
+def _held(task: Task, owner: str) -> sa.ColumnElement[bool]:
+    """The fence: the task still runs this owner's attempt."""
     return sa.and_(
         tasks.c.id == task.id,
         tasks.c.lease_owner == owner,
@@ -372,31 +304,41 @@ def _holds_lease(task: Task, owner: str) -> sa.ColumnElement[bool]:
     )
 
 
-async def _end_if_canceled(conn: AsyncConnection, task: Task, owner: str) -> bool:
+async def _end_if_canceled(conn: Connection, task: Task, owner: str) -> bool:
     """A task its owner canceled while it ran is never put back in the queue: it fails
     "canceled" (with its credit back) instead. True when that happened."""
-    result = await conn.execute(
-        tasks.update()
-        .where(_holds_lease(task, owner), tasks.c.cancel_requested.is_(True))
-        .values(
-            status=FAILED,
-            message=CANCELED_MESSAGE,
-            finished_at=time.time(),
-            progress=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    if result.rowcount:
-        await _refund(conn, [task.key_id])
-    return result.rowcount > 0
+    canceled = sa.and_(_held(task, owner), tasks.c.cancel_requested.is_(True))
+    return await _finish(conn, canceled, _canceled()) > 0
 
 
-async def _refund(conn: AsyncConnection, key_ids: list[int]) -> None:
-    """Failed tasks give their credit back to keys that have a balance."""
-    for key_id in key_ids:
-        await conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key_id, api_keys.c.credits.is_not(None))
-            .values(credits=api_keys.c.credits + 1)
-        )
+# -- the states a task can be finished into ---------------------------------------------------
+
+
+def _done(result_key: str) -> State:
+    return {"status": DONE, "result_key": result_key, "finished_at": time.time(), "progress": 100}
+
+
+def _failed(message: str) -> State:
+    return {"status": FAILED, "message": message, "finished_at": time.time()}
+
+
+def _canceled() -> State:
+    return {**_failed(CANCELED_MESSAGE), "progress": None}
+
+
+def _lease_lost() -> State:
+    return _failed(LEASE_LOST_MESSAGE)
+
+
+def _retried(attempt: int) -> State:
+    """Back in the queue after a failed attempt, once its retry delay has passed."""
+    return {**_requeued(), "run_after": time.time() + retry_delay(attempt)}
+
+
+def _requeued() -> State:
+    return {"status": IDLE, "progress": None}
+
+
+def _released() -> State:
+    """Back in the queue as if never claimed: the attempt does not count."""
+    return {**_requeued(), "attempt": tasks.c.attempt - 1}

@@ -21,10 +21,10 @@ import structlog
 
 from darkroom import metrics
 from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job, ModelSpec
+from darkroom.errors import CANCELED_MESSAGE
 from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
-from darkroom.tasks.store import CANCELED_MESSAGE
 from darkroom.worker.pool import EnginePool
 from darkroom.worker.wakeup import Wakeup
 
@@ -227,14 +227,12 @@ class Worker:
 
 
 def _job(task: Task) -> Job:
-    params = task.params
     return Job(
         task_id=task.id,
         prompt=task.generation_prompt,
         width=task.width,
         height=task.height,
-        seed=int(params["seed"]),
-        negative_prompt=params.get("negative_prompt"),
-        images=tuple(params.get("images", ())),
-        options={k: params[k] for k in ("steps", "guidance") if k in params},
+        seed=task.params.seed,
+        negative_prompt=task.params.negative_prompt,
+        images=task.params.images,
     )

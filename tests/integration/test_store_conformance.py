@@ -1,0 +1,278 @@
+"""The task store's contract, run on every backend (SQLite and PostgreSQL), as river runs one
+driver suite on each of its drivers: the claim, the lease fence, cancel, the rescue of expired
+leases, release, and the credits that creating and failing move. What only one backend has
+(SKIP LOCKED under concurrency, a failed SQLite commit) is tested in test_postgres.py and
+test_sqlite_database.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from darkroom.db import Database
+from darkroom.keys import ApiKey, KeyStore
+from darkroom.tasks import InsufficientCredits, QueueFull, Task, TaskStatus, TaskStore
+from darkroom.tasks.model import batch_key
+from darkroom.tasks.store import LEASE_LOST_MESSAGE
+from tests.support.tasks import DATABASES, migrated_database, new_task
+
+OWNER, OTHER = "worker-under-test", "another-worker"
+EXPIRED = -1.0  # a lease that has run out as soon as it is taken
+
+
+@pytest.fixture(params=DATABASES)
+async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database]:
+    database = await migrated_database(request, tmp_path)
+    yield database
+    await database.dispose()
+
+
+@dataclass
+class Queue:
+    """A store, its keys, and one key with a balance of five credits."""
+
+    store: TaskStore
+    keys: KeyStore
+    key: ApiKey
+
+    async def add(self, count: int = 1, model: str = "tiny-512", **fields: object) -> list[Task]:
+        created = []
+        for index in range(count):
+            new = new_task(self.key, index, model, **fields)  # type: ignore[arg-type]
+            created.append(await self.store.create(new, self.key, max_queue=100))
+        return created
+
+    async def claim_one(self, owner: str = OWNER, lease_seconds: float = 30) -> Task:
+        [task] = await self.store.claim(owner, limit=1, lease_seconds=lease_seconds)
+        return task
+
+    async def credits(self) -> int | None:
+        return next(k.credits for k in await self.keys.list() if k.id == self.key.id)
+
+    async def status(self, task: Task) -> Task:
+        found = await self.store.get(task.id)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+async def queue(db: Database) -> Queue:
+    keys = KeyStore(db)
+    _, key = await keys.create("unit", credits=5)
+    return Queue(TaskStore(db), keys, key)
+
+
+async def running_then_canceled(queue: Queue) -> Task:
+    created, *_ = await queue.add()
+    task = await queue.claim_one()
+    assert task.id == created.id
+    canceled = await queue.store.cancel(task.id, queue.key.id)
+    assert canceled is not None
+    assert canceled.status is TaskStatus.PROCESSING and canceled.cancel_requested
+    return task
+
+
+# -- records --------------------------------------------------------------------------------------
+
+
+async def test_task_fields_round_trip_with_their_types(queue):
+    new = new_task(queue.key, 7)
+    await queue.store.create(new, queue.key, max_queue=100)
+    task = await queue.store.get(new.id)
+    assert task is not None
+    assert task.params == new.params and task.params.seed == 7
+    assert task.enqueued_at == new.enqueued_at  # double precision: no rounding of timestamps
+    assert task.cancel_requested is False
+
+
+# -- the claim ------------------------------------------------------------------------------------
+
+
+async def test_a_claim_leases_the_oldest_tasks_of_the_oldest_tasks_batch(queue):
+    first, second = await queue.add(2)
+    await queue.add(1, "tiny-256", size=(256, 256))
+    before = time.time()
+    claimed = await queue.store.claim(OWNER, limit=3, lease_seconds=30)
+    assert [t.id for t in claimed] == [first.id, second.id]  # not the other model's task
+    for task in claimed:
+        assert (task.status, task.attempt, task.lease_owner) == ("processing", 1, OWNER)
+        assert task.lease_expires_at >= before + 30 and task.progress == 0
+
+
+async def test_a_claim_by_batch_key_or_by_models_takes_only_those(queue):
+    await queue.add(2)
+    [small] = await queue.add(1, "tiny-256", size=(256, 256))
+    by_key = await queue.store.claim(
+        OWNER, limit=5, lease_seconds=30, batch_key=batch_key("tiny-256", 256, 256)
+    )
+    assert [t.id for t in by_key] == [small.id]
+    assert await queue.store.claim(OWNER, limit=5, lease_seconds=30, models=["tiny-256"]) == []
+    assert len(await queue.store.claim(OWNER, limit=5, lease_seconds=30, models=["tiny-512"])) == 2
+
+
+async def test_a_task_given_back_after_an_error_waits_for_its_retry_delay(queue):
+    await queue.add()
+    task = await queue.claim_one()
+    assert await queue.store.fail(task, OWNER, "engine error", retry=True) is TaskStatus.IDLE
+    again = await queue.status(task)
+    assert again.status is TaskStatus.IDLE and again.run_after > time.time()
+    assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
+    assert await queue.credits() == 4  # no refund: it is still going to run
+
+
+# -- the fence ------------------------------------------------------------------------------------
+
+
+async def test_a_worker_that_lost_its_lease_can_finish_nothing(queue):
+    await queue.add()
+    late = await queue.claim_one(lease_seconds=EXPIRED)
+    assert await queue.store.requeue_expired() == (1, 0)
+    current = await queue.claim_one(OTHER)
+    assert current.attempt == 2
+    assert await queue.store.complete(late, OWNER, "late/result.webp") is False
+    assert await queue.store.fail(late, OWNER, "late error", retry=False) is None
+    assert await queue.store.release([late], OWNER) == 0
+    assert await queue.store.beat(OWNER, [late.id], lease_seconds=30, progress=50) == 0
+    assert await queue.store.complete(current, OTHER, "current/result.webp") is True
+    done = await queue.status(current)
+    assert (done.status, done.result_key, done.progress) == ("done", "current/result.webp", 100)
+    assert done.lease_owner is None and done.lease_expires_at is None
+    assert await queue.store.complete(current, OTHER, "again.webp") is False  # once only
+
+
+async def test_the_heartbeat_extends_the_lease_and_records_progress(queue):
+    await queue.add()
+    task = await queue.claim_one(lease_seconds=1)
+    assert await queue.store.beat(OWNER, [task.id], lease_seconds=60, progress=40) == 1
+    beaten = await queue.status(task)
+    assert beaten.progress == 40 and beaten.lease_expires_at > time.time() + 30
+    assert await queue.store.beat(OWNER, [task.id]) == 0  # nothing to write
+
+
+# -- cancel ---------------------------------------------------------------------------------------
+
+
+async def test_canceling_an_idle_task_fails_it_at_once_with_its_credit_back(queue):
+    [task] = await queue.add()
+    assert await queue.credits() == 4
+    canceled = await queue.store.cancel(task.id, queue.key.id)
+    assert canceled is not None
+    assert (canceled.status, canceled.message) == ("failed", "canceled")
+    assert canceled.cancel_requested and canceled.finished_at is not None
+    assert await queue.credits() == 5
+    assert await queue.store.cancel(task.id, queue.key.id) == canceled  # a second cancel: no-op
+    assert await queue.credits() == 5
+    assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
+
+
+async def test_a_cancel_by_another_key_or_of_a_done_task_changes_nothing(queue):
+    [task] = await queue.add()
+    assert await queue.store.cancel(task.id, queue.key.id + 1) is None
+    claimed = await queue.claim_one()
+    assert await queue.store.complete(claimed, OWNER, "done.webp")
+    left = await queue.store.cancel(task.id, queue.key.id)
+    assert left is not None and left.status is TaskStatus.DONE and not left.cancel_requested
+
+
+async def test_an_engine_error_after_a_cancel_ends_the_task_instead_of_retrying(queue):
+    task = await running_then_canceled(queue)
+    assert await queue.store.fail(task, OWNER, "engine error", retry=True) is TaskStatus.FAILED
+    after = await queue.status(task)
+    assert after.status is TaskStatus.FAILED and after.message == "canceled"
+    assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
+    assert await queue.credits() == 5
+
+
+async def test_a_release_after_a_cancel_ends_the_task_instead_of_requeueing_it(queue):
+    task = await running_then_canceled(queue)
+    await queue.store.release([task], OWNER)
+    after = await queue.status(task)
+    assert after.status is TaskStatus.FAILED and after.message == "canceled"
+    assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
+    assert await queue.credits() == 5
+
+
+# -- release and the rescue of expired leases ----------------------------------------------------
+
+
+async def test_a_task_not_canceled_still_goes_back_to_the_queue(queue):
+    await queue.add()
+    task = await queue.claim_one()
+    assert await queue.store.release([task], OWNER) == 1
+    released = await queue.status(task)
+    assert released.status is TaskStatus.IDLE and released.lease_owner is None
+    assert await queue.credits() == 4
+    assert (await queue.claim_one()).attempt == 1  # the released attempt did not count
+
+
+async def test_an_expired_lease_goes_back_to_the_queue_until_the_last_attempt(queue):
+    await queue.add()
+    for attempt in (1, 2):
+        task = await queue.claim_one(lease_seconds=EXPIRED)
+        assert task.attempt == attempt
+        assert await queue.store.requeue_expired() == (1, 0)
+        assert (await queue.status(task)).status is TaskStatus.IDLE
+    last = await queue.claim_one(lease_seconds=EXPIRED)
+    assert last.attempt == last.max_attempts == 3
+    assert await queue.store.requeue_expired() == (0, 1)
+    failed = await queue.status(last)
+    assert (failed.status, failed.message) == ("failed", LEASE_LOST_MESSAGE)
+    assert await queue.credits() == 5
+    assert await queue.store.requeue_expired() == (0, 0)
+
+
+async def test_a_live_lease_is_left_alone(queue):
+    await queue.add()
+    task = await queue.claim_one()
+    assert await queue.store.requeue_expired() == (0, 0)
+    assert (await queue.status(task)).status is TaskStatus.PROCESSING
+
+
+async def test_a_canceled_task_whose_lease_expired_ends_canceled(queue):
+    await queue.add()
+    task = await queue.claim_one(lease_seconds=EXPIRED)
+    await queue.store.cancel(task.id, queue.key.id)
+    assert await queue.store.requeue_expired() == (0, 0)
+    after = await queue.status(task)
+    assert (after.status, after.message) == ("failed", "canceled")
+    assert await queue.credits() == 5
+
+
+# -- credits and the queue's bound ---------------------------------------------------------------
+
+
+async def test_creating_charges_a_credit_and_a_key_without_credits_is_refused(queue):
+    await queue.add(5)
+    assert await queue.credits() == 0
+    with pytest.raises(InsufficientCredits):
+        await queue.add()
+    assert (await queue.store.count_by_status())["idle"] == 5  # nothing queued for free
+
+
+async def test_a_failed_task_gives_its_credit_back_exactly_once(queue):
+    await queue.add()
+    task = await queue.claim_one()
+    assert await queue.store.fail(task, OWNER, "blocked", retry=False) is TaskStatus.FAILED
+    assert await queue.store.fail(task, OWNER, "blocked", retry=False) is None
+    assert await queue.store.fail(task, OWNER, "error", retry=True) is None
+    assert (await queue.status(task)).message == "blocked"
+    assert await queue.credits() == 5
+
+
+async def test_a_key_without_a_balance_is_never_charged(queue, db):
+    _, unmetered = await queue.keys.create("unmetered")
+    for index in range(3):
+        await queue.store.create(new_task(unmetered, index), unmetered, max_queue=100)
+    [task, *_] = await queue.store.claim(OWNER, limit=1, lease_seconds=30)
+    await queue.store.fail(task, OWNER, "blocked", retry=False)
+    assert next(k.credits for k in await queue.keys.list() if k.id == unmetered.id) is None
+
+
+async def test_a_full_queue_refuses_the_task_without_charging(queue):
+    await queue.add(2)
+    with pytest.raises(QueueFull):
+        await queue.store.create(new_task(queue.key, 9), queue.key, max_queue=2)
+    assert await queue.credits() == 3
