@@ -1,11 +1,19 @@
-"""The claim loop of one worker.
+"""The claim loop of one worker. Processing a batch reads like a diffusers pipeline:
 
-A worker claims a batch (one statement; see TaskStore.claim), gives it up to the model's
-`batch_wait_ms` to fill to `max_batch`, and runs it as one engine call. While the engine runs,
-a heartbeat keeps the leases alive, records the batch's progress (at most one write a second)
-and reads which of its tasks their owners canceled, for the engine to stop at its next step.
-It then stores each image and completes each task under its lease. On stop it claims nothing
-more, finishes the batch in hand, and returns.
+1. Claim: lease the oldest ready task's batch (one statement; see TaskStore.claim).
+2. Fill: trim it to the model's `max_batch` and give it up to `batch_wait_ms` to fill.
+3. Generate: one engine call, while a heartbeat keeps the leases alive, records the batch's
+   progress (at most one write a second) and reads which of its tasks their owners canceled,
+   for the engine to stop at its next step.
+4. Store and finish: store each image and finish each task under its lease.
+
+Every task of a batch ends in one outcome: an image, a `GenerationError` (retrying will not
+help; a canceled task is `TaskCanceled` whatever its engine answered), or a server error that
+is tried again while attempts remain. A model whose engine raises `ConfigurationError` (an
+unsupported pipeline, say) cannot run here until an operator changes it: its tasks fail at once
+with a message that says so, and the worker does not load it again
+(tests/integration/test_unsupported_pipeline.py). On stop the worker claims nothing more,
+finishes the batch in hand, and returns.
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
+from PIL import Image
 
 from darkroom import metrics
-from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job, ModelSpec
-from darkroom.errors import CANCELED_MESSAGE
+from darkroom.engines import BatchMonitor, Catalog, Job, ModelSpec
+from darkroom.errors import ConfigurationError, GenerationError, TaskCanceled
 from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
@@ -34,6 +45,9 @@ ENGINE_FAILED_MESSAGE = (
     "The image could not be generated because of a server error; "
     "it was tried {attempts} times. Please try again later."
 )
+UNUSABLE_MODEL_MESSAGE = (
+    "The model {model} cannot run on this server: {reason}. Please tell the operator."
+)
 
 
 # The heartbeat's tick: how soon a cancel reaches the engine and progress reaches clients.
@@ -42,7 +56,20 @@ HEARTBEAT_TICK_SECONDS = 1.0
 BATCH_POLL_SECONDS = 0.02
 
 
+@dataclass(frozen=True)
+class ServerError:
+    """The outcome of a task whose engine failed unexpectedly: tried again while attempts
+    remain (the error is logged, never shown to the user)."""
+
+    error: Exception
+
+
+# What a task of a batch ends with.
+Outcome = Image.Image | GenerationError | ServerError
+
+
 def new_owner_name(index: int) -> str:
+    """Names a lease holder: host, process, which one of the process's, and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{index}:{uuid.uuid4().hex[:8]}"
 
 
@@ -73,6 +100,8 @@ class Worker:
         self.owner = name or new_owner_name(0)
         self._stopping = asyncio.Event()
         self._next_requeue = 0.0
+        # Models whose engine cannot work here, with why: their tasks fail without a load.
+        self._unusable: dict[str, ConfigurationError] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -83,10 +112,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 await self._requeue_expired_now_and_then()
-                batch = await self._claim_batch()
-                if batch:
-                    await self._process(batch)
-                else:
+                if not await self._process_next_batch():
                     await self.wakeup.wait(self.poll_seconds)
             except Exception:
                 # The database may be briefly unreachable; keep the worker alive.
@@ -102,7 +128,9 @@ class Worker:
             if requeued or failed:
                 log.warning("expired leases", requeued=requeued, failed=failed)
 
-    async def _claim_batch(self) -> list[Task]:
+    async def _process_next_batch(self) -> bool:
+        """Runs one batch through the four steps; False when there was none to claim."""
+        # 1. Claim
         limit = max(
             (self.catalog[m].max_batch for m in self.models if m in self.catalog), default=1
         )
@@ -110,28 +138,39 @@ class Worker:
             self.owner, limit=limit, lease_seconds=self.lease_seconds, models=self.models
         )
         if not batch:
-            return batch
+            return False
+        # 2. Fill
         try:
-            return await self._complete_batch(batch)
+            await self._fill_batch(batch)
         except Exception:
             # No heartbeat runs yet: give the tasks back now rather than when the leases expire
             # (if the database is what failed, this fails too and the leases do expire).
             await self.store.release(batch, self.owner)
             raise
+        if not batch:  # given back: the worker is stopping
+            return True
+        monitor = BatchMonitor()
+        async with self._heartbeat([task.id for task in batch], monitor):
+            # 3. Generate
+            outcomes = await self._generate(batch, monitor)
+            # 4. Store and finish
+            for task, outcome in zip(batch, outcomes, strict=True):
+                await self._finish(task, outcome)
+        return True
 
-    async def _complete_batch(self, batch: list[Task]) -> list[Task]:
-        """Trims a claim to its model's max_batch, fills it, or gives it back when stopping."""
+    async def _fill_batch(self, batch: list[Task]) -> None:
+        """Trims a claim to its model's max_batch and fills it, in place; empties it (giving
+        the tasks back) when the worker is stopping."""
         spec = self.catalog[batch[0].model]
         if len(batch) > spec.max_batch:  # the claim was sized for another model's batches
             await self.store.release(batch[spec.max_batch :], self.owner)
             del batch[spec.max_batch :]
-        await self._fill(batch, spec)
+        await self._wait_for_more(batch, spec)
         if self._stopping.is_set():
             await self.store.release(batch, self.owner)
-            return []
-        return batch
+            batch.clear()
 
-    async def _fill(self, batch: list[Task], spec: ModelSpec) -> None:
+    async def _wait_for_more(self, batch: list[Task], spec: ModelSpec) -> None:
         """Adds to the batch tasks of its batch key that arrive within the model's
         batch_wait_ms: one GPU call for many tasks costs little more than for one. Returns as
         soon as the batch is full, rather than always waiting the whole time. Tasks join the
@@ -150,47 +189,60 @@ class Worker:
                 batch_key=batch[0].batch_key,
             )
 
-    async def _process(self, batch: list[Task]) -> None:
+    async def _generate(self, batch: list[Task], monitor: BatchMonitor) -> list[Outcome]:
+        """One engine call for the batch; an outcome per task, in order."""
         model = batch[0].model
-        monitor = BatchMonitor()
-        heartbeat = asyncio.create_task(self._heartbeat([t.id for t in batch], monitor))
         metrics.BATCH_SIZE.labels(model).observe(len(batch))
         log.info("batch", model=model, size=len(batch), tasks=[t.id for t in batch])
+        outcomes: list[Outcome]
         try:
-            async with self.engines.use(model) as engine:
-                started = time.perf_counter()
-                outcomes = await engine.generate([_job(task) for task in batch], monitor)
-                metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
-            for task, outcome in zip(batch, outcomes, strict=True):
-                if task.id in monitor.canceled:  # also for engines that cannot stop midway
-                    outcome = GenerationError(CANCELED_MESSAGE)
-                await self._finish(task, outcome)
+            outcomes = list(await self._run_engine(model, [_job(task) for task in batch], monitor))
+        except ConfigurationError as exc:
+            self._unusable[model] = exc
+            log.error("model cannot run on this server", model=model, error=str(exc))
+            message = UNUSABLE_MODEL_MESSAGE.format(model=model, reason=str(exc).rstrip("."))
+            outcomes = [GenerationError(message)] * len(batch)
         except GenerationError as exc:  # the whole batch cannot be made; retrying will not help
-            for task in batch:
-                await self._finish(task, exc)
+            outcomes = [exc] * len(batch)
         except Exception as exc:
             log.exception("engine failed", model=model, tasks=[t.id for t in batch])
-            for task in batch:
-                if task.id in monitor.canceled:
-                    await self._finish(task, GenerationError(CANCELED_MESSAGE))
-                    continue
-                message = ENGINE_FAILED_MESSAGE.format(attempts=task.attempt)
-                status = await self.store.fail(task, self.owner, message, retry=True)
-                if status is TaskStatus.FAILED:
-                    metrics.TASKS_FAILED.labels(model).inc()
-                log.info("task not finished", task_id=task.id, status=status, error=repr(exc))
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            outcomes = [ServerError(exc)] * len(batch)
+        # Canceled is canceled, also for engines that cannot stop midway or that failed.
+        return [
+            TaskCanceled() if task.id in monitor.canceled else outcome
+            for task, outcome in zip(batch, outcomes, strict=True)
+        ]
 
-    async def _finish(self, task: Task, outcome: object) -> None:
-        if isinstance(outcome, GenerationError):
-            if await self.store.fail(task, self.owner, str(outcome), retry=False):
+    async def _run_engine(
+        self, model: str, jobs: list[Job], monitor: BatchMonitor
+    ) -> list[Image.Image | GenerationError]:
+        if model in self._unusable:  # not loaded again: it failed for good
+            raise self._unusable[model]
+        async with self.engines.use(model) as engine:
+            started = time.perf_counter()
+            outcomes = await engine.generate(jobs, monitor)
+            metrics.GENERATION_SECONDS.labels(model).observe(time.perf_counter() - started)
+        return outcomes
+
+    async def _finish(self, task: Task, outcome: Outcome) -> None:
+        if isinstance(outcome, ServerError):
+            await self._retry(task, outcome.error)
+        elif isinstance(outcome, GenerationError):
+            if await self.store.fail(task, self.owner, outcome.message, retry=False):
                 metrics.TASKS_FAILED.labels(task.model).inc()
-            log.info("task failed", task_id=task.id, message=str(outcome))
-            return
-        data = await asyncio.to_thread(encode_webp, outcome)
+            log.info("task failed", task_id=task.id, message=outcome.message)
+        else:
+            await self._store_and_complete(task, outcome)
+
+    async def _retry(self, task: Task, error: Exception) -> None:
+        message = ENGINE_FAILED_MESSAGE.format(attempts=task.attempt)
+        status = await self.store.fail(task, self.owner, message, retry=True)
+        if status is TaskStatus.FAILED:
+            metrics.TASKS_FAILED.labels(task.model).inc()
+        log.info("task not finished", task_id=task.id, status=status, error=repr(error))
+
+    async def _store_and_complete(self, task: Task, image: Image.Image) -> None:
+        data = await asyncio.to_thread(encode_webp, image)
         key = result_key(task.id, self.retention_hours)
         await self.storage.put(key, data, "image/webp")
         if await self.store.complete(task, self.owner, key):
@@ -199,7 +251,18 @@ class Worker:
         else:
             log.warning("lease lost before completion; result discarded", task_id=task.id)
 
-    async def _heartbeat(self, task_ids: list[str], monitor: BatchMonitor) -> None:
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self, task_ids: list[str], monitor: BatchMonitor) -> AsyncIterator[None]:
+        """Beats for the batch while the block runs."""
+        beating = asyncio.create_task(self._beat(task_ids, monitor))
+        try:
+            yield
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+    async def _beat(self, task_ids: list[str], monitor: BatchMonitor) -> None:
         """Every tick: reads cancel requests into the monitor; at most one write, which
         extends the leases when due and records progress when it moved."""
         tick = min(HEARTBEAT_TICK_SECONDS, self.lease_seconds / 3)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from darkroom.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class Family:
@@ -53,8 +55,8 @@ _BY_CLASS = {
 SUPPORTED = tuple(_BY_CLASS)
 
 
-class UnsupportedPipeline(ValueError):
-    pass
+class UnsupportedPipeline(ConfigurationError):
+    """The source loads as a pipeline class the diffusers engine does not support."""
 
 
 def family_of(pipeline: Any, source: str = "") -> Family:
