@@ -3,10 +3,14 @@ worker processes alike, and closes them in order. Open it as an async context ma
 
     async with App.from_settings(settings) as app:
         await app.migrate()
+        app.start_maintenance()
         app.start_workers(2)
         ...
 
-HTTP routes reach it through one FastAPI dependency (`api.deps.CurrentApp`).
+Every API and worker process runs the maintenance service, which does its work only on the
+node elected to lead it (maintenance.py); `start_workers` starts it too, so a node of workers
+alone takes part. HTTP routes reach the App through one FastAPI dependency
+(`api.deps.CurrentApp`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from darkroom.db import Database
 from darkroom.db.migrate import migrate
 from darkroom.engines import Catalog
 from darkroom.keys import KeyStore
+from darkroom.maintenance import Maintenance
 from darkroom.safety import ContentPolicy
 from darkroom.storage import Storage, open_storage
 from darkroom.tasks import TaskStore
@@ -44,7 +49,9 @@ class App:
     wakeup: Wakeup = field(default_factory=Wakeup)
     engines: EnginePool | None = None
     workers: list[Worker] = field(default_factory=list)
+    maintenance: Maintenance | None = None
     _running: list[asyncio.Task[None]] = field(default_factory=list)
+    _maintaining: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> App:
@@ -85,9 +92,32 @@ class App:
         await migrate(self.db)
         await self.storage.prepare()
 
+    def start_maintenance(self) -> None:
+        """Joins the election for maintenance (once per process; later calls do nothing)."""
+        if self.maintenance is not None:
+            return
+        self.maintenance = Maintenance(
+            self.store,
+            self.storage,
+            owner=new_owner_name("maintenance"),
+            lease_seconds=self.settings.lease_seconds,
+            retention_seconds=self.settings.retention_seconds,
+            sweep_seconds=self.settings.sweep_seconds,
+        )
+        self._maintaining = asyncio.create_task(self.maintenance.run(), name="maintenance")
+
+    async def stop_maintenance(self) -> None:
+        """Stops taking part, giving up the lead if this node held it."""
+        if self.maintenance is None or self._maintaining is None:
+            return
+        self.maintenance.stop()
+        await asyncio.gather(self._maintaining, return_exceptions=True)
+        self.maintenance = self._maintaining = None
+
     def start_workers(self, count: int, models: list[str] | None = None) -> None:
         if count <= 0:
             return
+        self.start_maintenance()
         self.engines = EnginePool(
             self.catalog, self.settings.data_dir, memory_budget_mb=self.settings.memory_budget_mb
         )
@@ -118,5 +148,6 @@ class App:
 
     async def close(self) -> None:
         await self.stop_workers()
+        await self.stop_maintenance()
         await self.wakeup.close()
         await self.db.dispose()

@@ -1,8 +1,8 @@
-"""The sweeper: deletes result files past the retention period. Task records stay."""
+"""The sweep: deletes result files past the retention period; task records stay (and still
+answer /result). The elected maintenance service runs it on one node (maintenance.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import structlog
@@ -24,14 +24,3 @@ async def sweep_once(store: TaskStore, storage: Storage, retention_seconds: floa
     if swept:
         log.info("expired results deleted", count=swept)
     return swept
-
-
-async def sweep_forever(
-    store: TaskStore, storage: Storage, retention_seconds: float, every_seconds: float
-) -> None:
-    while True:
-        try:
-            await sweep_once(store, storage, retention_seconds)
-        except Exception:
-            log.exception("sweep failed; trying again later")
-        await asyncio.sleep(every_seconds)

@@ -3,7 +3,6 @@ the in-process workers and the retention sweeper, and on shutdown lets workers f
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,6 @@ from darkroom import __version__
 from darkroom.api import errors, files, media, ops
 from darkroom.app import App
 from darkroom.config import Settings
-from darkroom.retention import sweep_forever
 
 
 def create_app(settings: Settings | None = None, *, workers: int | None = None) -> FastAPI:
@@ -26,19 +24,11 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         darkroom = App.from_settings(settings)
         app.state.darkroom = darkroom
+        darkroom.start_maintenance()
         darkroom.start_workers(worker_count)
-        sweeper = asyncio.create_task(
-            sweep_forever(
-                darkroom.store,
-                darkroom.storage,
-                settings.retention_seconds,
-                settings.sweep_seconds,
-            )
-        )
         try:
             yield
         finally:
-            sweeper.cancel()
             await darkroom.close()
 
     app = FastAPI(

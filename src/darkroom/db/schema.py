@@ -1,5 +1,6 @@
-"""The two tables. The task table is also the queue: its status and lease columns are what
-workers claim on, so the indexes below follow the claim and sweep queries."""
+"""The tables. The task table is also the queue: its status and lease columns are what
+workers claim on, so the indexes below follow the claim and sweep queries. The leaders table
+holds one row per elected service (db/leader.py)."""
 
 from __future__ import annotations
 
@@ -55,4 +56,14 @@ tasks = sa.Table(
     sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
     sa.Index("ix_tasks_finished", "status", "finished_at"),
+)
+
+leaders = sa.Table(
+    "leaders",
+    metadata,
+    # The elected service: "maintenance" (a row for it is made by the migration).
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=True),
+    # Unix seconds until which the owner leads; 0: nobody does.
+    sa.Column("expires_at", sa.Float, nullable=False, server_default="0"),
 )

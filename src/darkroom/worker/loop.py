@@ -68,7 +68,7 @@ class ServerError:
 Outcome = Image.Image | GenerationError | ServerError
 
 
-def new_owner_name(index: int) -> str:
+def new_owner_name(index: int | str) -> str:
     """Names a lease holder: host, process, which one of the process's, and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{index}:{uuid.uuid4().hex[:8]}"
 
@@ -99,7 +99,6 @@ class Worker:
         self.wakeup = wakeup or Wakeup()
         self.owner = name or new_owner_name(0)
         self._stopping = asyncio.Event()
-        self._next_requeue = 0.0
         # Models whose engine cannot work here, with why: their tasks fail without a load.
         self._unusable: dict[str, ConfigurationError] = {}
 
@@ -111,7 +110,6 @@ class Worker:
         log.info("worker started", owner=self.owner, models=self.models)
         while not self._stopping.is_set():
             try:
-                await self._requeue_expired_now_and_then()
                 if not await self._process_next_batch():
                     await self.wakeup.wait(self.poll_seconds)
             except Exception:
@@ -119,14 +117,6 @@ class Worker:
                 log.exception("worker loop error", owner=self.owner)
                 await self.wakeup.wait(self.poll_seconds)
         log.info("worker stopped", owner=self.owner)
-
-    async def _requeue_expired_now_and_then(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_requeue:
-            self._next_requeue = now + max(self.lease_seconds / 3, 0.5)
-            requeued, failed = await self.store.requeue_expired()
-            if requeued or failed:
-                log.warning("expired leases", requeued=requeued, failed=failed)
 
     async def _process_next_batch(self) -> bool:
         """Runs one batch through the four steps; False when there was none to claim."""
