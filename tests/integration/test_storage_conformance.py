@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -22,7 +23,9 @@ RETENTION_HOURS = 48
 
 
 @pytest.fixture(params=STORAGES)
-async def subject(request, tmp_path, monkeypatch) -> Iterator[StorageUnderTest]:
+async def subject(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[StorageUnderTest]:
     with storage_under_test(request.param, request, tmp_path, monkeypatch) as subject:
         await subject.storage.prepare()
         yield subject
@@ -61,7 +64,7 @@ def expiry_param(url: str) -> str:
     return "X-Amz-Expires" if "X-Amz-Expires" in url else "expires"
 
 
-async def test_a_put_file_is_fetched_by_a_plain_get_of_its_link(subject):
+async def test_a_put_file_is_fetched_by_a_plain_get_of_its_link(subject: StorageUnderTest) -> None:
     key = await stored(subject)
     download = subject.get(subject.storage.url(key, in_an_hour()))
     assert download.status_code == 200
@@ -69,31 +72,35 @@ async def test_a_put_file_is_fetched_by_a_plain_get_of_its_link(subject):
     assert download.headers["content-type"] == "image/webp"
 
 
-async def test_a_link_is_a_function_of_its_key_and_expiry(subject):
+async def test_a_link_is_a_function_of_its_key_and_expiry(subject: StorageUnderTest) -> None:
     key, expires_at = await stored(subject), in_an_hour()
     assert subject.storage.url(key, expires_at) == subject.storage.url(key, expires_at)
     assert subject.storage.url(key, expires_at) != subject.storage.url(new_key(), expires_at)
 
 
-async def test_a_second_put_replaces_the_file(subject):
+async def test_a_second_put_replaces_the_file(subject: StorageUnderTest) -> None:
     key = await stored(subject)
     await subject.storage.put(key, b"RIFF-second-WEBP", "image/webp")
     assert subject.get(subject.storage.url(key, in_an_hour())).content == b"RIFF-second-WEBP"
 
 
-async def test_a_deleted_file_is_gone_and_a_missing_key_deletes_without_error(subject):
+async def test_a_deleted_file_is_gone_and_a_missing_key_deletes_without_error(
+    subject: StorageUnderTest,
+) -> None:
     key = await stored(subject)
     url = subject.storage.url(key, in_an_hour())
     await subject.storage.delete([key, new_key()])
     assert subject.get(url).status_code == 404
 
 
-async def test_an_expired_link_is_refused(subject):
+async def test_an_expired_link_is_refused(subject: StorageUnderTest) -> None:
     key = await stored(subject)
     assert subject.get(subject.storage.url(key, time.time() - 10)).status_code == 403
 
 
-async def test_a_link_with_another_signature_or_a_longer_expiry_is_refused(subject):
+async def test_a_link_with_another_signature_or_a_longer_expiry_is_refused(
+    subject: StorageUnderTest,
+) -> None:
     url = subject.storage.url(await stored(subject), in_an_hour())
     sig, expiry = signature_param(url), expiry_param(url)
     signature = query_of(url)[sig]
@@ -104,14 +111,14 @@ async def test_a_link_with_another_signature_or_a_longer_expiry_is_refused(subje
     assert subject.get(url.split("?")[0]).status_code == 403  # no signature at all
 
 
-async def test_a_links_signature_does_not_open_another_file(subject):
+async def test_a_links_signature_does_not_open_another_file(subject: StorageUnderTest) -> None:
     url = subject.storage.url(await stored(subject), in_an_hour())
     other = subject.storage.url(await stored(subject), in_an_hour())
     forged = url.replace(url.split("?")[0], other.split("?")[0])
     assert subject.get(forged).status_code == 403
 
 
-async def test_prepare_is_safe_to_run_again(subject):
+async def test_prepare_is_safe_to_run_again(subject: StorageUnderTest) -> None:
     await subject.storage.prepare()  # a second node starting
     key = await stored(subject)
     assert subject.get(subject.storage.url(key, in_an_hour())).status_code == 200

@@ -31,7 +31,7 @@ class ScriptedApi:
 
     def __init__(
         self, *answers: Answer, storage: Callable[[httpx.Request], httpx.Response] | None = None
-    ):
+    ) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
         self.storage = storage

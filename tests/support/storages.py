@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +38,7 @@ class StorageUnderTest:
     """A plain GET of a link, as a browser or `curl` does it."""
 
 
-def s3_storage(s3: S3Server, monkeypatch: pytest.MonkeyPatch, **options) -> S3Storage:
+def s3_storage(s3: S3Server, monkeypatch: pytest.MonkeyPatch, **options: Any) -> S3Storage:
     """An S3Storage on the session's server, in a bucket of its own (created by `prepare`)."""
     for name, value in s3.env().items():
         monkeypatch.setenv(name, value)

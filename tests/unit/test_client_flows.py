@@ -6,6 +6,7 @@ A last pair of tests runs the sync and async clients themselves over the same tr
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ def broken() -> httpx.ReadError:
     return httpx.ReadError("connection reset")
 
 
-def test_create_posts_the_body_once_and_returns_the_queued_task():
+def test_create_posts_the_body_once_and_returns_the_queued_task() -> None:
     api = ScriptedApi(task_answer("idle"))
     body = flows.create_body("a harbour", "fake", "16:9", 7, None, None, {"steps": 4})
     task = FlowDriver(api).run(flows.create(body, RETRY))
@@ -52,7 +53,7 @@ def test_create_posts_the_body_once_and_returns_the_queued_task():
     ]
 
 
-def test_wait_polls_until_done_with_the_poll_backoffs_pauses():
+def test_wait_polls_until_done_with_the_poll_backoffs_pauses() -> None:
     api = ScriptedApi(
         task_answer("idle"),
         task_answer("processing", progress=40),
@@ -68,14 +69,14 @@ def test_wait_polls_until_done_with_the_poll_backoffs_pauses():
     assert api.bodies() == [{"task_id": "task-1"}] * 4
 
 
-def test_wait_raises_task_failed_with_the_servers_message():
+def test_wait_raises_task_failed_with_the_servers_message() -> None:
     api = ScriptedApi(task_answer("failed", message="The prompt was refused."))
     with pytest.raises(TaskFailed, match="The prompt was refused.") as caught:
         FlowDriver(api).run(flows.wait("task-1", RETRY, POLLS, None))
     assert caught.value.task.status == "failed"
 
 
-def test_wait_raises_wait_timeout_once_its_time_is_up():
+def test_wait_raises_wait_timeout_once_its_time_is_up() -> None:
     api = ScriptedApi(task_answer("processing"))
     with pytest.raises(WaitTimeout) as caught:
         FlowDriver(api).run(flows.wait("task-1", RETRY, POLLS, timeout=0.0))
@@ -83,7 +84,7 @@ def test_wait_raises_wait_timeout_once_its_time_is_up():
 
 
 @pytest.mark.parametrize("code", sorted(client_errors.ERRORS_BY_CODE))
-def test_each_error_code_raises_its_class_with_the_servers_words(code: int):
+def test_each_error_code_raises_its_class_with_the_servers_words(code: int) -> None:
     issues = [{"path": ["prompt"], "message": "too long"}] if code == 3 else None
     api = ScriptedApi({"code": code, "message": f"message {code}", "issues": issues})
     driver = FlowDriver(api)
@@ -93,21 +94,21 @@ def test_each_error_code_raises_its_class_with_the_servers_words(code: int):
     assert caught.value.issues == issues
 
 
-def test_an_unknown_code_raises_an_api_error_carrying_it():
+def test_an_unknown_code_raises_an_api_error_carrying_it() -> None:
     api = ScriptedApi({"code": 4242, "message": "new"})
     with pytest.raises(ApiError) as caught:
         FlowDriver(api).run(flows.result("task-1", RETRY))
     assert type(caught.value) is ApiError and caught.value.code == 4242
 
 
-def test_a_code_that_retrying_cannot_fix_is_not_retried():
+def test_a_code_that_retrying_cannot_fix_is_not_retried() -> None:
     api = ScriptedApi({"code": 3, "message": "bad", "issues": []}, task_answer())
     with pytest.raises(InvalidRequest):
         FlowDriver(api).run(flows.create({"prompt": "p"}, RETRY))
     assert len(api.requests) == 1
 
 
-def test_code_6_is_retried_with_the_backoffs_pauses_even_for_a_create():
+def test_code_6_is_retried_with_the_backoffs_pauses_even_for_a_create() -> None:
     api = ScriptedApi(OVERLOADED, OVERLOADED, task_answer())
     driver = FlowDriver(api)
     task = driver.run(flows.create({"prompt": "p"}, RETRY))
@@ -115,7 +116,7 @@ def test_code_6_is_retried_with_the_backoffs_pauses_even_for_a_create():
     assert driver.sleeps == [0.5, 1.0]
 
 
-def test_code_6_raises_overloaded_after_the_last_attempt():
+def test_code_6_raises_overloaded_after_the_last_attempt() -> None:
     api = ScriptedApi(OVERLOADED, OVERLOADED, OVERLOADED, task_answer())
     driver = FlowDriver(api)
     with pytest.raises(Overloaded):
@@ -123,26 +124,26 @@ def test_code_6_raises_overloaded_after_the_last_attempt():
     assert len(api.requests) == RETRY.attempts and len(driver.sleeps) == RETRY.attempts - 1
 
 
-def test_a_connection_refused_before_sending_is_retried_even_for_a_create():
+def test_a_connection_refused_before_sending_is_retried_even_for_a_create() -> None:
     api = ScriptedApi(refused(), task_answer())
     task = FlowDriver(api).run(flows.create({"prompt": "p"}, RETRY))
     assert task.id == "task-1" and len(api.requests) == 2
 
 
-def test_a_create_whose_connection_broke_after_sending_is_not_sent_again():
+def test_a_create_whose_connection_broke_after_sending_is_not_sent_again() -> None:
     api = ScriptedApi(broken(), task_answer())
     with pytest.raises(ConnectionFailed) as caught:
         FlowDriver(api).run(flows.create({"prompt": "p"}, RETRY))
     assert caught.value.sent and len(api.requests) == 1
 
 
-def test_a_result_whose_connection_broke_is_asked_again():
+def test_a_result_whose_connection_broke_is_asked_again() -> None:
     api = ScriptedApi(broken(), broken(), task_answer("done", url="u"))
     assert FlowDriver(api).run(flows.result("task-1", RETRY)).done
     assert len(api.requests) == 3
 
 
-def test_a_503_is_retried_after_its_retry_after_capped_by_the_backoff():
+def test_a_503_is_retried_after_its_retry_after_capped_by_the_backoff() -> None:
     api = ScriptedApi(
         httpx.Response(503, headers={"Retry-After": "3"}),
         httpx.Response(503, headers={"Retry-After": "120"}),
@@ -153,7 +154,7 @@ def test_a_503_is_retried_after_its_retry_after_capped_by_the_backoff():
     assert driver.sleeps == [3.0, BACKOFF.cap]
 
 
-def test_an_answer_that_is_not_the_apis_json_raises_unexpected_response():
+def test_an_answer_that_is_not_the_apis_json_raises_unexpected_response() -> None:
     api = ScriptedApi(httpx.Response(200, text="<html>a proxy</html>"), task_answer())
     with pytest.raises(UnexpectedResponse, match="not a JSON object"):
         FlowDriver(api).run(flows.result("task-1", RETRY))
@@ -168,7 +169,7 @@ async def stored_link(storage: InMemoryStorage, expires_at: float) -> str:
     return storage.url("exp1h/task-1_result.webp", expires_at)
 
 
-async def test_download_gets_the_link_without_the_key_and_returns_its_bytes():
+async def test_download_gets_the_link_without_the_key_and_returns_its_bytes() -> None:
     storage = InMemoryStorage()
     url = await stored_link(storage, time.time() + 60)
     seen: list[httpx.Request] = []
@@ -185,7 +186,7 @@ async def test_download_gets_the_link_without_the_key_and_returns_its_bytes():
 
 
 @pytest.mark.parametrize("gone", ["expired", "deleted"])
-async def test_download_of_a_dead_link_raises_download_error(gone: str):
+async def test_download_of_a_dead_link_raises_download_error(gone: str) -> None:
     storage = InMemoryStorage()
     url = await stored_link(storage, time.time() - 1 if gone == "expired" else time.time() + 60)
     if gone == "deleted":
@@ -195,7 +196,7 @@ async def test_download_of_a_dead_link_raises_download_error(gone: str):
         driver.run(flows.download(url, RETRY))
 
 
-def test_download_of_a_task_without_an_image_raises_download_error():
+def test_download_of_a_task_without_an_image_raises_download_error() -> None:
     task = Task.from_payload(task_answer("failed", message="refused"))
     with pytest.raises(DownloadError, match="has no image"):
         FlowDriver(ScriptedApi()).run(flows.download(task, RETRY))
@@ -219,7 +220,9 @@ def script_of_a_generate(storage: InMemoryStorage, url: str) -> ScriptedApi:
     )
 
 
-async def test_the_sync_client_generates_and_downloads_with_its_key_on_api_calls_only(tmp_path):
+async def test_the_sync_client_generates_and_downloads_with_its_key_on_api_calls_only(
+    tmp_path: Path,
+) -> None:
     storage = InMemoryStorage()
     url = await stored_link(storage, time.time() + 60)
     api = script_of_a_generate(storage, url)
@@ -231,7 +234,9 @@ async def test_the_sync_client_generates_and_downloads_with_its_key_on_api_calls
     assert [request.headers["authorization"] for request in api.requests] == [API_KEY] * 4
 
 
-async def test_the_async_client_generates_and_downloads_as_the_sync_one_does(tmp_path):
+async def test_the_async_client_generates_and_downloads_as_the_sync_one_does(
+    tmp_path: Path,
+) -> None:
     storage = InMemoryStorage()
     url = await stored_link(storage, time.time() + 60)
     api = script_of_a_generate(storage, url)

@@ -25,7 +25,7 @@ def public_names(module: ModuleType) -> set[str]:
 
 
 @pytest.mark.parametrize("name", CURATED)
-def test_all_names_exactly_the_public_members_and_each_exists(name: str):
+def test_all_names_exactly_the_public_members_and_each_exists(name: str) -> None:
     module = importlib.import_module(name)
     missing = [member for member in module.__all__ if not hasattr(module, member)]
     assert missing == []

@@ -5,6 +5,7 @@ GenerationError is that job's outcome while any other exception fails the whole 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,11 +20,11 @@ def jobs(count: int) -> list[Job]:
     return [Job(f"task-{index}", f"prompt {index}", 8, 8, seed=index) for index in range(count)]
 
 
-def engine_of(fn) -> FunctionEngine:
+def engine_of(fn: Callable[[Job], Image.Image]) -> FunctionEngine:
     return FunctionEngine(function_model("fake", fn), fn)
 
 
-async def test_progress_moves_by_one_jobs_share_after_each_job():
+async def test_progress_moves_by_one_jobs_share_after_each_job() -> None:
     monitor = BatchMonitor()
     seen: list[float] = []
 
@@ -36,7 +37,7 @@ async def test_progress_moves_by_one_jobs_share_after_each_job():
     assert [image.size for image in outcomes] == [(8, 8)] * 4
 
 
-async def test_a_job_canceled_before_its_turn_is_answered_canceled_without_running():
+async def test_a_job_canceled_before_its_turn_is_answered_canceled_without_running() -> None:
     monitor = BatchMonitor(canceled={"task-1"})
     ran: list[str] = []
 
@@ -50,7 +51,7 @@ async def test_a_job_canceled_before_its_turn_is_answered_canceled_without_runni
     assert isinstance(outcomes[0], Image.Image) and isinstance(outcomes[2], Image.Image)
 
 
-async def test_a_job_canceled_while_it_runs_is_answered_canceled():
+async def test_a_job_canceled_while_it_runs_is_answered_canceled() -> None:
     monitor = BatchMonitor()
 
     def canceled_midway(job: Job) -> Image.Image:
@@ -61,7 +62,7 @@ async def test_a_job_canceled_while_it_runs_is_answered_canceled():
     assert isinstance(outcome, TaskCanceled)
 
 
-async def test_a_generation_error_is_its_jobs_outcome_and_others_raise():
+async def test_a_generation_error_is_its_jobs_outcome_and_others_raise() -> None:
     def refuse_odd(job: Job) -> Image.Image:
         if job.seed % 2:
             raise GenerationError("refused")
@@ -78,7 +79,7 @@ async def test_a_generation_error_is_its_jobs_outcome_and_others_raise():
         await engine_of(broken).generate(jobs(2), BatchMonitor())
 
 
-async def test_the_engine_records_each_batch_it_is_given():
+async def test_the_engine_records_each_batch_it_is_given() -> None:
     engine = engine_of(solid_image)
     monitor = BatchMonitor()
     await engine.generate(jobs(3), monitor)
@@ -88,7 +89,7 @@ async def test_the_engine_records_each_batch_it_is_given():
     assert engine.batches[0].monitor is monitor
 
 
-async def test_a_catalog_entry_loads_a_function_engine_by_its_factory(tmp_path: Path):
+async def test_a_catalog_entry_loads_a_function_engine_by_its_factory(tmp_path: Path) -> None:
     def paint(job: Job) -> Image.Image:
         return Image.new("RGB", (job.width, job.height), "teal")
 
@@ -100,7 +101,7 @@ async def test_a_catalog_entry_loads_a_function_engine_by_its_factory(tmp_path: 
     assert image.getpixel((0, 0)) == (0, 128, 128)
 
 
-def test_equal_seeds_give_equal_images_and_other_seeds_others():
+def test_equal_seeds_give_equal_images_and_other_seeds_others() -> None:
     [a, b, c] = [Job("t", "p", 4, 4, seed=seed) for seed in (5, 5, 6)]
     assert solid_image(a).tobytes() == solid_image(b).tobytes()
     assert solid_image(a).tobytes() != solid_image(c).tobytes()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -19,12 +20,12 @@ EXPIRED = -1.0  # lease seconds that make a lease expired at once
 
 
 @pytest.fixture
-async def queue(tmp_path) -> AsyncIterator[Queue]:
+async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
     async with in_process_queue(tmp_path) as queue:
         yield queue
 
 
-async def test_a_claim_leases_the_oldest_tasks_of_one_batch_key_to_its_owner(queue):
+async def test_a_claim_leases_the_oldest_tasks_of_one_batch_key_to_its_owner(queue: Queue) -> None:
     first, _other_size, second = (
         await queue.add(0, size=64),
         await queue.add(1, size=32),
@@ -38,13 +39,13 @@ async def test_a_claim_leases_the_oldest_tasks_of_one_batch_key_to_its_owner(que
         assert task.attempt == 1 and task.lease_expires_at >= before + 30
 
 
-async def test_a_leased_task_is_not_claimed_again(queue):
+async def test_a_leased_task_is_not_claimed_again(queue: Queue) -> None:
     await queue.add(0)
     assert len(await queue.store.claim(OWNER, limit=1, lease_seconds=30)) == 1
     assert await queue.store.claim(OTHER, limit=1, lease_seconds=30) == []
 
 
-async def test_a_claim_takes_no_more_than_its_limit_and_only_its_models(queue):
+async def test_a_claim_takes_no_more_than_its_limit_and_only_its_models(queue: Queue) -> None:
     for index in range(3):
         await queue.add(index)
     other_model = await queue.add(3, "other")
@@ -53,7 +54,7 @@ async def test_a_claim_takes_no_more_than_its_limit_and_only_its_models(queue):
     assert len(await queue.store.claim(OWNER, limit=2, lease_seconds=30)) == 2
 
 
-async def test_a_worker_that_lost_its_lease_cannot_finish_the_task(queue):
+async def test_a_worker_that_lost_its_lease_cannot_finish_the_task(queue: Queue) -> None:
     await queue.add(0)
     [stale] = await queue.store.claim(OWNER, limit=1, lease_seconds=EXPIRED)
     assert await queue.store.requeue_expired() == (1, 0)
@@ -67,7 +68,7 @@ async def test_a_worker_that_lost_its_lease_cannot_finish_the_task(queue):
     assert after.lease_owner is None
 
 
-async def test_a_release_gives_tasks_back_unstarted(queue):
+async def test_a_release_gives_tasks_back_unstarted(queue: Queue) -> None:
     created = await queue.add(0)
     claimed = await queue.store.claim(OWNER, limit=1, lease_seconds=30)
     assert await queue.store.release(claimed, OTHER) == 0  # not OTHER's to give back
@@ -78,7 +79,7 @@ async def test_a_release_gives_tasks_back_unstarted(queue):
     assert again.id == created.id and again.attempt == 1
 
 
-async def test_an_expired_lease_fails_the_task_after_its_last_attempt(queue):
+async def test_an_expired_lease_fails_the_task_after_its_last_attempt(queue: Queue) -> None:
     created = await queue.add(0, max_attempts=1)
     await queue.store.claim(OWNER, limit=1, lease_seconds=EXPIRED)
     assert await queue.store.requeue_expired() == (0, 1)
@@ -86,14 +87,14 @@ async def test_an_expired_lease_fails_the_task_after_its_last_attempt(queue):
     assert after.status is TaskStatus.FAILED and after.message == LEASE_LOST_MESSAGE
 
 
-async def test_a_live_lease_is_not_requeued(queue):
+async def test_a_live_lease_is_not_requeued(queue: Queue) -> None:
     created = await queue.add(0)
     await queue.store.claim(OWNER, limit=1, lease_seconds=30)
     assert await queue.store.requeue_expired() == (0, 0)
     assert (await queue.task(created.id)).status is TaskStatus.PROCESSING
 
 
-async def test_a_failure_worth_retrying_waits_before_its_next_claim(queue):
+async def test_a_failure_worth_retrying_waits_before_its_next_claim(queue: Queue) -> None:
     created = await queue.add(0)
     [task] = await queue.store.claim(OWNER, limit=1, lease_seconds=30)
     assert await queue.store.fail(task, OWNER, "engine error", retry=True) is TaskStatus.IDLE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -54,7 +55,7 @@ def release() -> threading.Event:
 
 
 @pytest.fixture
-async def queue(tmp_path, release) -> AsyncIterator[Queue]:
+async def queue(tmp_path: Path, release: threading.Event) -> AsyncIterator[Queue]:
     models = [
         function_model("fake"),
         function_model("batched", max_batch=3),
@@ -70,7 +71,7 @@ async def queue(tmp_path, release) -> AsyncIterator[Queue]:
             release.set()  # a failed test must not leave a thread blocked
 
 
-async def test_a_task_is_done_with_its_image_in_storage_under_its_result_key(queue):
+async def test_a_task_is_done_with_its_image_in_storage_under_its_result_key(queue: Queue) -> None:
     created = await queue.add(7, size=48)
     async with queue.worker():
         task = await queue.finished(created.id)
@@ -84,7 +85,7 @@ async def test_a_task_is_done_with_its_image_in_storage_under_its_result_key(que
     assert all(abs(a - b) <= 8 for a, b in zip(image.getpixel((24, 24)), expected, strict=True))
 
 
-async def test_a_generation_error_fails_only_its_own_task_without_a_retry(queue):
+async def test_a_generation_error_fails_only_its_own_task_without_a_retry(queue: Queue) -> None:
     kept = await queue.add(0, "refusing")
     refused = await queue.add(1, "refusing", prompt="refuse me")
     async with queue.worker():
@@ -96,7 +97,9 @@ async def test_a_generation_error_fails_only_its_own_task_without_a_retry(queue)
     assert (await queue.engine("refusing")).batch_sizes == [2]  # one call for both
 
 
-async def test_an_engine_exception_retries_the_task_then_fails_it_after_max_attempts(queue):
+async def test_an_engine_exception_retries_the_task_then_fails_it_after_max_attempts(
+    queue: Queue,
+) -> None:
     created = await queue.add(0, "broken", max_attempts=2)
     async with queue.worker():
         await eventually(lambda: back_in_queue(queue, created.id), "the first attempt to fail")
@@ -117,7 +120,7 @@ async def make_due(queue: Queue, task_id: str) -> None:
         await conn.execute(tasks.update().where(tasks.c.id == task_id).values(run_after=0))
 
 
-async def test_a_task_canceled_before_its_claim_never_reaches_the_engine(queue):
+async def test_a_task_canceled_before_its_claim_never_reaches_the_engine(queue: Queue) -> None:
     canceled = await queue.add(0)
     later = await queue.add(1)
     await queue.store.cancel(canceled.id, queue.key.id)
@@ -129,7 +132,7 @@ async def test_a_task_canceled_before_its_claim_never_reaches_the_engine(queue):
     assert [batch.task_ids for batch in (await queue.engine()).batches] == [[later.id]]
 
 
-async def test_tasks_of_one_batch_key_share_an_engine_call_up_to_max_batch(queue):
+async def test_tasks_of_one_batch_key_share_an_engine_call_up_to_max_batch(queue: Queue) -> None:
     same = [await queue.add(index, "batched", size=64) for index in range(4)]
     other_size = await queue.add(4, "batched", size=32)
     async with queue.worker():
@@ -140,7 +143,7 @@ async def test_tasks_of_one_batch_key_share_an_engine_call_up_to_max_batch(queue
     assert batches == [ids[:3], ids[3:], [other_size.id]]  # oldest first, one size per call
 
 
-async def test_a_filling_batch_takes_a_task_that_arrives_while_it_waits(queue):
+async def test_a_filling_batch_takes_a_task_that_arrives_while_it_waits(queue: Queue) -> None:
     first = await queue.add(0, "filling")
     async with queue.worker():
         await eventually(lambda: is_processing(queue, first.id), "the first task's claim")
@@ -155,7 +158,9 @@ async def is_processing(queue: Queue, task_id: str) -> bool:
     return (await queue.task(task_id)).status is TaskStatus.PROCESSING
 
 
-async def test_a_cancel_while_the_engine_runs_reaches_its_monitor_and_ends_the_task(queue, release):
+async def test_a_cancel_while_the_engine_runs_reaches_its_monitor_and_ends_the_task(
+    queue: Queue, release: threading.Event
+) -> None:
     created = await queue.add(0, "held")
     engine = await queue.engine("held")
     # A short lease makes a short heartbeat tick: the cancel reaches the monitor sooner.
@@ -170,7 +175,9 @@ async def test_a_cancel_while_the_engine_runs_reaches_its_monitor_and_ends_the_t
     assert task.result_key is None and not queue.storage.files
 
 
-async def test_a_stopped_worker_finishes_its_batch_and_claims_nothing_more(queue, release):
+async def test_a_stopped_worker_finishes_its_batch_and_claims_nothing_more(
+    queue: Queue, release: threading.Event
+) -> None:
     running = await queue.add(0, "held")
     waiting = await queue.add(1, "fake")
     engine = await queue.engine("held")
