@@ -27,17 +27,20 @@ def task_answer(status: str = "idle", task_id: str = "task-1", **fields: Any) ->
 
 class ScriptedApi:
     """Answers each request with the next answer of its script (a JSON object, a response, or
-    a transport error to raise) and keeps the requests. Links to `storage` go there instead."""
+    a transport error to raise) and keeps the requests; requests for links go to `storage`
+    and are kept apart, in `link_requests`."""
 
     def __init__(
         self, *answers: Answer, storage: Callable[[httpx.Request], httpx.Response] | None = None
     ) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
+        self.link_requests: list[httpx.Request] = []
         self.storage = storage
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if self.storage is not None and request.url.host != httpx.URL(BASE_URL).host:
+            self.link_requests.append(request)
             return self.storage(request)
         self.requests.append(request)
         answer = self.answers.pop(0)

@@ -172,17 +172,11 @@ async def stored_link(storage: InMemoryStorage, expires_at: float) -> str:
 async def test_download_gets_the_link_without_the_key_and_returns_its_bytes() -> None:
     storage = InMemoryStorage()
     url = await stored_link(storage, time.time() + 60)
-    seen: list[httpx.Request] = []
-
-    def serve(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return storage.handle_request(request)
-
-    driver = FlowDriver(ScriptedApi(storage=serve))
+    api = ScriptedApi(storage=storage.handle_request)
     task = Task.from_payload(task_answer("done", url=url))
-    assert driver.run(flows.download(task, RETRY)) == b"RIFF-image-WEBP"
-    assert [request.url for request in seen] == [httpx.URL(url)]
-    assert "authorization" not in seen[0].headers
+    assert FlowDriver(api).run(flows.download(task, RETRY)) == b"RIFF-image-WEBP"
+    assert [request.url for request in api.link_requests] == [httpx.URL(url)]
+    assert "authorization" not in api.link_requests[0].headers
 
 
 @pytest.mark.parametrize("gone", ["expired", "deleted"])
@@ -210,7 +204,10 @@ QUICK = {
 }
 
 
-def script_of_a_generate(storage: InMemoryStorage, url: str) -> ScriptedApi:
+async def scripted_generate() -> ScriptedApi:
+    """A generate's answers (one of them code 6) and a link to an image in storage."""
+    storage = InMemoryStorage()
+    url = await stored_link(storage, time.time() + 60)
     return ScriptedApi(
         task_answer("idle"),
         OVERLOADED,
@@ -220,32 +217,29 @@ def script_of_a_generate(storage: InMemoryStorage, url: str) -> ScriptedApi:
     )
 
 
+def assert_generated_and_downloaded(api: ScriptedApi, path: Path) -> None:
+    assert path.read_bytes() == b"RIFF-image-WEBP"
+    paths = [request.url.path for request in api.requests]
+    assert paths == ["/v1/media/create"] + ["/v1/media/result"] * 3
+    assert [request.headers["authorization"] for request in api.requests] == [API_KEY] * 4
+    assert ["authorization" in request.headers for request in api.link_requests] == [False]
+
+
 async def test_the_sync_client_generates_and_downloads_with_its_key_on_api_calls_only(
     tmp_path: Path,
 ) -> None:
-    storage = InMemoryStorage()
-    url = await stored_link(storage, time.time() + 60)
-    api = script_of_a_generate(storage, url)
-    transport = httpx.MockTransport(api)
-    with Client(BASE_URL, API_KEY, transport=transport, **QUICK) as client:
-        task = client.generate("a harbour", "fake")
-        path = client.download(task, tmp_path / "image.webp")
-    assert path.read_bytes() == b"RIFF-image-WEBP"
-    assert [request.headers["authorization"] for request in api.requests] == [API_KEY] * 4
+    api = await scripted_generate()
+    with Client(BASE_URL, API_KEY, transport=httpx.MockTransport(api), **QUICK) as client:
+        path = client.download(client.generate("a harbour", "fake"), tmp_path / "image.webp")
+    assert_generated_and_downloaded(api, path)
 
 
 async def test_the_async_client_generates_and_downloads_as_the_sync_one_does(
     tmp_path: Path,
 ) -> None:
-    storage = InMemoryStorage()
-    url = await stored_link(storage, time.time() + 60)
-    api = script_of_a_generate(storage, url)
-    async with AsyncClient(
-        BASE_URL, API_KEY, transport=httpx.MockTransport(api), **QUICK
-    ) as client:
+    api = await scripted_generate()
+    transport = httpx.MockTransport(api)
+    async with AsyncClient(BASE_URL, API_KEY, transport=transport, **QUICK) as client:
         task = await client.generate("a harbour", "fake")
         path = await client.download(task, tmp_path / "image.webp")
-    assert path.read_bytes() == b"RIFF-image-WEBP"
-    assert [request.url.path for request in api.requests] == ["/v1/media/create"] + [
-        "/v1/media/result"
-    ] * 3
+    assert_generated_and_downloaded(api, path)
