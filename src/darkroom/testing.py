@@ -14,9 +14,11 @@ test without a database or a network.
     worker = Worker(store, storage, catalog, EnginePool(catalog, tmp_path), retention_hours=1)
 
 The engine is reached by the catalog like any other (`engine = "darkroom.testing:open_engine"`,
-the function in the entry's options), so the pool loads it as it loads real ones; it records
-every batch it is given. The storage signs its links as local storage does, and its
-`transport()` serves them to an httpx client: a test fetches a link with a plain GET.
+the function in the entry's options), so the pool loads it as it loads real ones, and
+`await pool.get("fake")` is the instance the worker uses: it records every batch it is given.
+In a settings file the same entry, with no function, serves `solid_image`s: a whole server
+without a model. The storage signs its links as local storage does, and its `transport()`
+serves them to an httpx client: a test fetches a link with a plain GET.
 
 Only the names in `__all__` are public here: other imports are modules or typing-only, so
 that tests/unit/test_exported_members.py can hold this module to its list, as httpx does.

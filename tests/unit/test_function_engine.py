@@ -13,7 +13,7 @@ from PIL import Image
 
 from darkroom.engines import BatchMonitor, Catalog, GenerationError, Job, load_engine
 from darkroom.errors import TaskCanceled
-from darkroom.testing import FunctionEngine, function_model, solid_image
+from darkroom.testing import ENGINE, FunctionEngine, function_model, solid_image
 
 
 def jobs(count: int) -> list[Job]:
@@ -105,3 +105,11 @@ def test_equal_seeds_give_equal_images_and_other_seeds_others() -> None:
     [a, b, c] = [Job("t", "p", 4, 4, seed=seed) for seed in (5, 5, 6)]
     assert solid_image(a).tobytes() == solid_image(b).tobytes()
     assert solid_image(a).tobytes() != solid_image(c).tobytes()
+
+
+async def test_a_settings_file_entry_naming_the_factory_serves_solid_images(tmp_path: Path) -> None:
+    catalog = Catalog.from_dict({"fake": {"engine": ENGINE, "max_batch": 2}})
+    engine = load_engine(catalog["fake"], tmp_path)
+    [job] = jobs(1)
+    [image] = await engine.generate([job], BatchMonitor())
+    assert image.tobytes() == solid_image(job).tobytes()
