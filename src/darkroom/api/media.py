@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
-from darkroom.api.errors import ApiError, Code, issue
+from darkroom.api.errors import invalid, issue
 from darkroom.api.presenters import TaskObject, task_payload
 from darkroom.api.requests import (
     MAX_SEED,
@@ -24,6 +24,14 @@ from darkroom.api.requests import (
 )
 from darkroom.app import App
 from darkroom.engines import ModelSpec
+from darkroom.errors import (
+    InsufficientBalance,
+    ModelNotAllowed,
+    Overloaded,
+    SensitiveContent,
+    TaskNotFound,
+    UnsafePrompt,
+)
 from darkroom.ids import created_at_of, new_task_id
 from darkroom.keys import ApiKey
 from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskStatus
@@ -49,13 +57,12 @@ async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONR
     try:
         task = await app.store.create(new, key, max_queue=settings.max_queue)
     except QueueFull as exc:
-        raise ApiError(
-            Code.OVERLOADED,
-            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute.",
+        raise Overloaded(
+            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute."
         ) from exc
     except InsufficientCredits as exc:
-        raise ApiError(
-            Code.NO_BALANCE, "This API key has no credits left; ask the operator for more."
+        raise InsufficientBalance(
+            "This API key has no credits left; ask the operator for more."
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
     app.wakeup.notify()
@@ -74,7 +81,7 @@ async def result(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONR
     task_id = parse_task_id(dict(request.query_params), body)
     task = await app.store.get(task_id, key_id=key.id)
     if task is None:
-        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
+        raise TaskNotFound(f"No task {task_id} was found for this API key.")
     return JSONResponse(await _live_payload(app, task))
 
 
@@ -89,7 +96,7 @@ async def cancel(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONR
     task_id = parse_task_id(dict(request.query_params), body)
     task = await app.store.cancel(task_id, key.id)
     if task is None:
-        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
+        raise TaskNotFound(f"No task {task_id} was found for this API key.")
     return JSONResponse(await _live_payload(app, task))
 
 
@@ -102,13 +109,12 @@ async def _live_payload(app: App, task: Task) -> dict[str, Any]:
 def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
     if model_id not in app.catalog:
         usable = [m for m in app.catalog.ids() if key.may_use(m)]
-        raise ApiError.invalid(
+        raise invalid(
             [issue(["model"], usable, f"unknown model {model_id[:100]!r}; use one of {usable}")]
         )
     if not key.may_use(model_id):
-        raise ApiError(
-            Code.MODEL_NOT_ALLOWED,
-            f"This API key may not use the model {model_id!r}; it may use {key.models}.",
+        raise ModelNotAllowed(
+            f"This API key may not use the model {model_id!r}; it may use {key.models}."
         )
     return app.catalog[model_id]
 
@@ -128,20 +134,17 @@ def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
             issue(["images"], None, f"{spec.id} does not take reference images; leave out images")
         )
     if problems:
-        raise ApiError.invalid(problems)
+        raise invalid(problems)
 
 
 def _check_content(app: App, body: CreateRequest) -> None:
     policy = app.policy
     if policy.flags(body.prompt):
-        raise ApiError(
-            Code.UNSAFE_PROMPT, "The prompt failed the content safety check; rephrase it."
-        )
+        raise UnsafePrompt("The prompt failed the content safety check; rephrase it.")
     other_text = [body.negative_prompt or "", *(body.images or [])]
     if any(policy.flags(text) for text in other_text):
-        raise ApiError(
-            Code.SENSITIVE_CONTENT,
-            "Sensitive content was detected in the request (negative prompt or image links).",
+        raise SensitiveContent(
+            "Sensitive content was detected in the request (negative prompt or image links)."
         )
 
 
