@@ -43,10 +43,9 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         version=__version__,
         description="Asynchronous image generation: create a task, then fetch its result.",
         lifespan=lifespan,
-        exception_handlers=errors.HANDLERS,
     )
     app.include_router(media.router)
     app.include_router(files.router)
     app.include_router(ops.router)
-    app.add_middleware(errors.InternalErrorMiddleware)
+    errors.install(app)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -72,9 +72,23 @@ HANDLERS: dict[Any, ExceptionHandler] = {
 }
 
 
+def install(app: FastAPI) -> None:
+    """Answers every exception of this app in the envelope: the handlers, and the guard."""
+    for exc_class, handler in HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)
+    app.add_middleware(InternalErrorMiddleware)
+
+
 class InternalErrorMiddleware:
-    """Outermost guard: an unexpected exception is logged and answered with code 1, never as
-    an HTML 500 page or a stack trace."""
+    """The guard around the routes: an unexpected exception is logged with the request's path
+    and method and answered with code 1, never as an HTML 500 page or a stack trace; a client
+    that left is answered with nothing.
+
+    Why not Starlette's own `Exception` handler: ServerErrorMiddleware, which runs it, always
+    raises the exception again to the server after the answer, and uvicorn then logs a second
+    traceback and closes the connection, so a client's next request on that keep-alive
+    connection fails with a reset (tests/e2e/test_errors.py, the internal-fault test). Here
+    the exception ends with the answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
