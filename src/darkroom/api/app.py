@@ -8,8 +8,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darkroom import __version__
 from darkroom.api import errors, files, media, ops
@@ -24,22 +22,21 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        darkroom = App.from_settings(settings)
-        app.state.darkroom = darkroom
-        darkroom.start_workers(worker_count)
-        sweeper = asyncio.create_task(
-            sweep_forever(
-                darkroom.store,
-                darkroom.storage,
-                settings.retention_seconds,
-                settings.sweep_seconds,
+        async with App.from_settings(settings) as darkroom:
+            app.state.darkroom = darkroom
+            darkroom.start_workers(worker_count)
+            sweeper = asyncio.create_task(
+                sweep_forever(
+                    darkroom.store,
+                    darkroom.storage,
+                    settings.retention_seconds,
+                    settings.sweep_seconds,
+                )
             )
-        )
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            await darkroom.close()
+            try:
+                yield
+            finally:
+                sweeper.cancel()
 
     app = FastAPI(
         title="Darkroom",
@@ -50,8 +47,5 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     app.include_router(media.router)
     app.include_router(files.router)
     app.include_router(ops.router)
-    app.add_exception_handler(errors.ApiError, errors.on_api_error)
-    app.add_exception_handler(RequestValidationError, errors.on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
-    app.add_middleware(errors.InternalErrorMiddleware)
+    errors.install(app)
     return app
