@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from darkroom.backoff import Backoff
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
-from darkroom.engines.upstream.calls import CANCELED, UpstreamFailure, scrub
+from darkroom.engines.upstream.calls import UpstreamFailure, scrub
+from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
 MIN_POLL_SECONDS = 1.0  # never poll one task more often than this
@@ -45,6 +46,16 @@ class PollTiming:
             attempts=attempts,
         )
 
+    @property
+    def polls(self) -> Backoff:
+        """Waits between polls of a running task: 1.5 times longer each time."""
+        return Backoff(first=self.poll_seconds, factor=1.5, cap=self.poll_max_seconds, jitter=False)
+
+    @property
+    def failed_polls(self) -> Backoff:
+        """Waits after failed polls: doubling, with jitter, never under a second."""
+        return Backoff(first=self.poll_seconds, cap=self.poll_max_seconds)
+
 
 @dataclass(eq=False)
 class _Waiting:
@@ -54,9 +65,9 @@ class _Waiting:
     batch_progress: dict[str, float]  # shared by the tasks of one batch
     result: asyncio.Future[str]  # the result's URL
     due: float
-    interval: float
     deadline: float
-    failures: int = 0
+    polls: int = 0  # answers that said the task is still running
+    failures: int = 0  # polls in a row that failed
 
 
 class Poller:
@@ -91,7 +102,6 @@ class Poller:
             batch_progress=batch_progress,
             result=loop.create_future(),
             due=now + self.timing.poll_seconds,
-            interval=self.timing.poll_seconds,
             deadline=now + self.timing.task_timeout,
         )
         self._waiting[upstream_id] = waiting
@@ -137,7 +147,7 @@ class Poller:
         if waiting.result.done():
             return
         if waiting.monitor.is_canceled(waiting.job.task_id):
-            self._settle(waiting, error=GenerationError(CANCELED))
+            self._settle(waiting, error=TaskCanceled())
             self._in_background(self._cancel_quietly(waiting.upstream_id))
         elif now > waiting.deadline:
             message = (
@@ -172,8 +182,8 @@ class Poller:
             self._settle(waiting, error=GenerationError(message))
         else:
             self._report_progress(waiting, task.get("progress"))
-            waiting.interval = min(waiting.interval * 1.5, self.timing.poll_max_seconds)
-            waiting.due = now + waiting.interval
+            waiting.polls += 1
+            waiting.due = now + self.timing.polls.delay(waiting.polls)
 
     def _failed(self, waiting: _Waiting, failure: UpstreamFailure, now: float) -> None:
         waiting.failures += 1
@@ -182,8 +192,8 @@ class Poller:
             error = GenerationError(f"{failure.message}{tried}. Please try again later.")
             self._settle(waiting, error=error)
             return
-        backoff = self.timing.poll_seconds * 2 ** (waiting.failures - 1)
-        waiting.due = now + min(backoff, self.timing.poll_max_seconds) * random.uniform(1.0, 1.5)
+        pause = self.timing.failed_polls.delay(waiting.failures - 1)
+        waiting.due = now + max(pause, MIN_POLL_SECONDS)
         log.info("upstream poll failed", task_id=waiting.job.task_id, error=failure.message)
 
     @staticmethod

@@ -20,7 +20,9 @@ import structlog
 import tenacity
 from PIL import Image
 
+from darkroom.backoff import Backoff
 from darkroom.engines.base import GenerationError, Job, Outcome
+from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
 T = TypeVar("T")
@@ -31,7 +33,6 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
-CANCELED = "canceled"  # the message of a task its owner canceled, as the task store words it
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class UpstreamLimits:
             ),
             retry_max_seconds=float(options.get("retry_max_seconds", cls.retry_max_seconds)),
         )
+
+    @property
+    def backoff(self) -> Backoff:
+        """Waits between tries: doubling from `retry_initial_seconds`, with jitter."""
+        return Backoff(first=self.retry_initial_seconds, cap=self.retry_max_seconds)
 
 
 class UpstreamFailure(Exception):
@@ -118,16 +124,13 @@ class Upstream:
         self, request: Callable[[], Awaitable[T]], *, canceled: Callable[[], bool] | None = None
     ) -> T:
         """`request()` within the in-flight limit and the timeout, tried again on a retryable
-        failure. Raises GenerationError when it cannot succeed, or once `canceled()` is true
-        before a try."""
+        failure. Raises GenerationError when it cannot succeed, or TaskCanceled once
+        `canceled()` is true before a try."""
         limits = self.limits
+        backoff = limits.backoff
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(limits.attempts),
-            wait=tenacity.wait_exponential_jitter(
-                initial=limits.retry_initial_seconds,
-                max=limits.retry_max_seconds,
-                jitter=limits.retry_initial_seconds,
-            ),
+            wait=lambda state: backoff.delay(state.attempt_number - 1),
             retry=tenacity.retry_if_exception(
                 lambda exc: isinstance(exc, UpstreamFailure) and exc.retryable
             ),
@@ -150,7 +153,7 @@ class Upstream:
         async with self._slots:
             # Checked once a slot is free: a task canceled while it queued costs no request.
             if canceled is not None and canceled():
-                raise GenerationError(CANCELED)
+                raise TaskCanceled()
             try:
                 async with asyncio.timeout(self.limits.timeout_seconds):
                     return await request()
