@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.local.families import Family, family_of
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
@@ -52,7 +52,9 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> DiffusersEngine:
     return DiffusersEngine(spec, data_dir)
 
 
-class DiffusersEngine:
+class DiffusersEngine(Engine):
+    holds_weights = True
+
     def __init__(self, spec: ModelSpec, data_dir: Path) -> None:
         options = spec.options
         if not options.get("source"):
@@ -67,7 +69,7 @@ class DiffusersEngine:
         self._steps = options.get("steps")
         self._guidance = options.get("guidance")
         self.family: Family | None = None
-        self.device = "cpu"
+        self._device: str | None = None  # resolved from `device_name` when first asked
         self._pipeline: Any = None
         self._lock = threading.Lock()  # one call at a time per pipeline, across workers
 
@@ -86,7 +88,6 @@ class DiffusersEngine:
         import torch
         from diffusers import AutoPipelineForText2Image
 
-        self.device = _device(self.device_name)
         dtype = getattr(torch, _dtype_name(self.dtype_name, self.device))
         with warnings.catch_warnings():
             # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
@@ -129,6 +130,13 @@ class DiffusersEngine:
             denoiser.to(memory_format=torch.channels_last)
         if self.spec.options.get("compile", False):
             denoiser.compile(mode="max-autotune-no-cudagraphs")
+
+    @property
+    def device(self) -> str:
+        """The entry's `device`, with "auto" resolved: cuda when present, else cpu."""
+        if self._device is None:
+            self._device = _device(self.device_name)
+        return self._device
 
     @property
     def steps(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
 from darkroom.engines.local.random_weights import build
@@ -31,7 +31,9 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> TinyEngine:
     return TinyEngine(spec, data_dir / "models")
 
 
-class TinyEngine:
+class TinyEngine(Engine):
+    holds_weights = True
+
     def __init__(self, spec: ModelSpec, models_dir: Path) -> None:
         self.spec = spec
         self.folder = Path(spec.options.get("folder") or models_dir / "tiny-sd")

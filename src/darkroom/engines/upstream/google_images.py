@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream.calls import (
@@ -53,7 +53,7 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> GoogleEngine:
     return GoogleEngine(spec)
 
 
-class GoogleEngine:
+class GoogleEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
         options = spec.options
         self.spec = spec

@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream.calls import (
@@ -40,7 +40,7 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> OpenAIEngine:
     return OpenAIEngine(spec)
 
 
-class OpenAIEngine:
+class OpenAIEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
         import openai
 

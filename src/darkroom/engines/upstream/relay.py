@@ -22,7 +22,7 @@ import httpx
 import structlog
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import _images
@@ -49,7 +49,7 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
     return RelayEngine(spec)
 
 
-class RelayEngine:
+class RelayEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
         options = spec.options
         self.spec = spec
