@@ -9,6 +9,7 @@ from darkroom.backoff import Backoff
 from darkroom.client import Backoff as ClientBackoff
 from darkroom.client.policy import DEFAULT_POLLS
 from darkroom.engines.upstream._poller import MIN_POLL_SECONDS, PollTiming
+from darkroom.engines.upstream.options import UpstreamOptions
 from darkroom.tasks.store import retry_delay
 
 
@@ -49,8 +50,6 @@ def test_relay_polls_slow_down_and_failed_polls_back_off():
 
 @pytest.mark.parametrize("attempt", [0, 1, 5])
 def test_upstream_retries_double_from_the_initial_wait(attempt):
-    from darkroom.engines.upstream.calls import UpstreamLimits
-
-    limits = UpstreamLimits(retry_initial_seconds=1, retry_max_seconds=4)
+    limits = UpstreamOptions(retry_initial_seconds=1, retry_max_seconds=4)
     ceiling = min(4, 2**attempt)
     assert ceiling / 2 <= limits.backoff.delay(attempt) <= ceiling

@@ -37,7 +37,8 @@ def load_engine(spec: ModelSpec, data_dir: Path) -> Engine:
 
 def engine_factory(spec: ModelSpec) -> EngineFactory:
     """The factory a catalog entry names: a built-in engine's, or `package.module:name`."""
-    target = BUILT_IN_ENGINES.get(spec.engine, spec.engine)
+    built_in = BUILT_IN_ENGINES.get(spec.engine)
+    target = built_in.factory if built_in else spec.engine
     module_name, _, attribute = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)

@@ -30,22 +30,13 @@ import structlog
 from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
-from darkroom.engines.catalog import CatalogError, ModelSpec
+from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.local.families import Family, family_of
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.local.options import DTYPES, DiffusersOptions
 from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
 
 log = structlog.get_logger("darkroom.engines")
-
-DTYPES = {
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float32": "float32",
-    "fp32": "float32",
-}
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> DiffusersEngine:
@@ -56,18 +47,14 @@ class DiffusersEngine(Engine):
     holds_weights = True
 
     def __init__(self, spec: ModelSpec, data_dir: Path) -> None:
-        options = spec.options
-        if not options.get("source"):
-            raise CatalogError(f'model "{spec.id}": the diffusers engine needs a `source`')
-        dtype = str(options.get("dtype", "auto")).lower()
-        if dtype != "auto" and dtype not in DTYPES:
-            raise CatalogError(f'model "{spec.id}": dtype must be auto or one of {list(DTYPES)}')
+        options = DiffusersOptions.of(spec)
         self.spec = spec
-        self.source = _resolve_source(str(options["source"]), data_dir)
-        self.dtype_name = dtype
-        self.device_name = str(options.get("device", "auto"))
-        self._steps = options.get("steps")
-        self._guidance = options.get("guidance")
+        self.options = options
+        self.source = _resolve_source(options.source, data_dir)
+        self.dtype_name = options.dtype
+        self.device_name = options.device
+        self._steps = options.steps
+        self._guidance = options.guidance
         self.family: Family | None = None
         self._device: str | None = None  # resolved from `device_name` when first asked
         self._pipeline: Any = None
@@ -126,9 +113,9 @@ class DiffusersEngine(Engine):
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
         if denoiser is None or not self.device.startswith("cuda"):
             return
-        if hasattr(pipeline, "unet") and self.spec.options.get("channels_last", True):
+        if hasattr(pipeline, "unet") and self.options.channels_last:
             denoiser.to(memory_format=torch.channels_last)
-        if self.spec.options.get("compile", False):
+        if self.options.compile:
             denoiser.compile(mode="max-autotune-no-cudagraphs")
 
     @property
@@ -141,12 +128,12 @@ class DiffusersEngine(Engine):
     @property
     def steps(self) -> int:
         assert self.family is not None
-        return int(self._steps if self._steps is not None else self.family.steps)
+        return self._steps if self._steps is not None else self.family.steps
 
     @property
     def guidance(self) -> float:
         assert self.family is not None
-        return float(self._guidance if self._guidance is not None else self.family.guidance)
+        return self._guidance if self._guidance is not None else self.family.guidance
 
     def memory_bytes(self) -> int:
         """What the loaded pipeline holds; before loading, what its weights take on disk."""

@@ -21,10 +21,9 @@ from PIL import Image
 from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.local.options import TinyOptions
 from darkroom.engines.local.random_weights import build
 from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
-
-DEFAULT_STEPS = 4
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> TinyEngine:
@@ -35,11 +34,12 @@ class TinyEngine(Engine):
     holds_weights = True
 
     def __init__(self, spec: ModelSpec, models_dir: Path) -> None:
+        options = TinyOptions.of(spec)
         self.spec = spec
-        self.folder = Path(spec.options.get("folder") or models_dir / "tiny-sd")
-        self.steps = int(spec.options.get("steps", DEFAULT_STEPS))
-        self.guidance = float(spec.options.get("guidance", 5.0))
-        self.scale = int(spec.options.get("scale", 4))
+        self.folder = Path(options.folder or models_dir / "tiny-sd")
+        self.steps = options.steps
+        self.guidance = options.guidance
+        self.scale = options.scale
         self._pipeline: Any = None
         self._lock = threading.Lock()
 

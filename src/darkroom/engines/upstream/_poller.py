@@ -20,10 +20,10 @@ import structlog
 from darkroom.backoff import Backoff
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
 from darkroom.engines.upstream.calls import UpstreamFailure, scrub
+from darkroom.engines.upstream.options import MIN_POLL_SECONDS, RelayOptions
 from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
-MIN_POLL_SECONDS = 1.0  # never poll one task more often than this
 
 Fetch = Callable[[str], Awaitable[dict[str, Any]]]  # upstream id -> the task object
 Cancel = Callable[[str], Awaitable[None]]
@@ -37,13 +37,13 @@ class PollTiming:
     attempts: int = 4  # polls in a row that may fail before the task does
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], attempts: int) -> PollTiming:
-        first = max(MIN_POLL_SECONDS, float(options.get("poll_seconds", cls.poll_seconds)))
+    def from_options(cls, options: RelayOptions) -> PollTiming:
+        first = max(MIN_POLL_SECONDS, options.poll_seconds)
         return cls(
             poll_seconds=first,
-            poll_max_seconds=max(first, float(options.get("poll_max_seconds", 10.0))),
-            task_timeout=float(options.get("task_timeout_seconds", cls.task_timeout)),
-            attempts=attempts,
+            poll_max_seconds=max(first, options.poll_max_seconds),
+            task_timeout=options.task_timeout_seconds,
+            attempts=options.attempts,
         )
 
     @property

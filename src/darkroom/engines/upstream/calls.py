@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 import tenacity
 from PIL import Image
 
-from darkroom.backoff import Backoff
 from darkroom.engines.base import GenerationError, Job, Outcome
+from darkroom.engines.upstream.options import UpstreamOptions
 from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
@@ -33,34 +32,6 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
-
-
-@dataclass(frozen=True)
-class UpstreamLimits:
-    """Catalog options every upstream engine reads, with their defaults."""
-
-    max_in_flight: int = 4
-    timeout_seconds: float = 120.0
-    attempts: int = 4  # tries per request, the first included
-    retry_initial_seconds: float = 1.0
-    retry_max_seconds: float = 30.0
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> UpstreamLimits:
-        return cls(
-            max_in_flight=max(1, int(options.get("max_in_flight", cls.max_in_flight))),
-            timeout_seconds=float(options.get("timeout_seconds", cls.timeout_seconds)),
-            attempts=max(1, int(options.get("attempts", cls.attempts))),
-            retry_initial_seconds=float(
-                options.get("retry_initial_seconds", cls.retry_initial_seconds)
-            ),
-            retry_max_seconds=float(options.get("retry_max_seconds", cls.retry_max_seconds)),
-        )
-
-    @property
-    def backoff(self) -> Backoff:
-        """Waits between tries: doubling from `retry_initial_seconds`, with jitter."""
-        return Backoff(first=self.retry_initial_seconds, cap=self.retry_max_seconds)
 
 
 class UpstreamFailure(Exception):
@@ -115,7 +86,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 class Upstream:
     """One engine's connection policy to its provider."""
 
-    def __init__(self, provider: str, limits: UpstreamLimits) -> None:
+    def __init__(self, provider: str, limits: UpstreamOptions) -> None:
         self.provider = provider
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.max_in_flight)

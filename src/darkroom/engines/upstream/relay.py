@@ -24,22 +24,20 @@ from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
-from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream._poller import Poller, PollTiming
 from darkroom.engines.upstream.calls import (
     Upstream,
     UpstreamFailure,
-    UpstreamLimits,
     connection_failure,
     each_job,
     http_failure,
     scrub,
 )
+from darkroom.engines.upstream.options import RelayOptions
 
 log = structlog.get_logger("darkroom.engines.relay")
 PROVIDER = "The upstream image service"
-DEFAULT_KEY_ENV = "DARKROOM_RELAY_API_KEY"
 # Media API codes that may pass: internal error, overloaded.
 _PASSING_CODES = {1, 6}
 _OPERATOR_CODES = {2: "refused this server's key", 5: "has no balance left", 7: "refused the model"}
@@ -51,25 +49,24 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
 
 class RelayEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
-        options = spec.options
+        options = RelayOptions.of(spec)
         self.spec = spec
-        if not options.get("base_url"):
-            raise CatalogError(f'model "{spec.id}": the relay engine needs a base_url')
-        self.base_url = str(options["base_url"]).rstrip("/")
-        self.model = str(options.get("upstream_model", spec.id))
-        self.ratios = tuple(options.get("aspect_ratios", RATIOS))
-        key_env = str(options.get("api_key_env", DEFAULT_KEY_ENV))
-        self._key = os.environ.get(key_env, "")
+        self.base_url = options.base_url.rstrip("/")
+        self.model = options.upstream_model or spec.id
+        self.ratios = options.aspect_ratios
+        self._key = os.environ.get(options.api_key_env, "")
         if not self._key:
-            raise CatalogError(f'model "{spec.id}": set {key_env} to the upstream API key')
-        self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
+            raise CatalogError(
+                f'model "{spec.id}": set {options.api_key_env} to the upstream API key'
+            )
+        self.upstream = Upstream(PROVIDER, options)
         # No default headers: the key goes to the API only, never to the storage host that a
         # result link points at.
         self._http = httpx.AsyncClient(timeout=self.upstream.limits.timeout_seconds)
         self._poller = Poller(
             self._fetch,
             self._cancel,
-            PollTiming.from_options(options, self.upstream.limits.attempts),
+            PollTiming.from_options(options),
             provider=PROVIDER,
             secrets=[self._key],
         )
