@@ -15,7 +15,8 @@ id or a local folder, kept loaded for the worker process's life.
 
 A batch of compatible tasks (same size, steps, guidance) is one pipeline call with one
 generator per task, so a task's image depends on its own seed only, alone or in a batch. Images
-are generated at the task's size (the spec's ratios scaled to the model's native area).
+are generated at the task's size (the spec's ratios scaled to the model's native area); an
+engine built on this one may draw smaller and resize (the `tiny` engine, tiny.py).
 """
 
 from __future__ import annotations
@@ -40,17 +41,18 @@ log = structlog.get_logger("darkroom.engines")
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> DiffusersEngine:
-    return DiffusersEngine(spec, data_dir)
+    options = DiffusersOptions.of(spec)
+    return DiffusersEngine(spec, options, _resolve_source(options.source, data_dir))
 
 
 class DiffusersEngine(Engine):
     holds_weights = True
 
-    def __init__(self, spec: ModelSpec, data_dir: Path) -> None:
-        options = DiffusersOptions.of(spec)
+    def __init__(self, spec: ModelSpec, options: DiffusersOptions, source: str) -> None:
+        """`source` is the entry's, resolved: a folder with a model_index.json, or a hub id."""
         self.spec = spec
         self.options = options
-        self.source = _resolve_source(options.source, data_dir)
+        self.source = source
         self.dtype_name = options.dtype
         self.device_name = options.device
         self._steps = options.steps
@@ -84,13 +86,7 @@ class DiffusersEngine(Engine):
         pipeline.set_progress_bar_config(disable=True)
         self._tune(pipeline)
         self.family = family_of(pipeline, self.source)
-        if self.spec.native_size != self.family.native_size:
-            log.warning(
-                "native size differs from the family's",
-                model=self.spec.id,
-                native_size=self.spec.native_size,
-                family_native_size=self.family.native_size,
-            )
+        self._check_native_size(self.family)
         log.info(
             "model loaded",
             model=self.spec.id,
@@ -103,6 +99,15 @@ class DiffusersEngine(Engine):
             guidance=self.guidance,
         )
         return pipeline
+
+    def _check_native_size(self, family: Family) -> None:
+        if self.spec.native_size != family.native_size:
+            log.warning(
+                "native size differs from the family's",
+                model=self.spec.id,
+                native_size=self.spec.native_size,
+                family_native_size=family.native_size,
+            )
 
     def _tune(self, pipeline: Any) -> None:
         """GPU speed-ups that change no result: channels-last convolutions for UNets (faster
@@ -127,13 +132,19 @@ class DiffusersEngine(Engine):
 
     @property
     def steps(self) -> int:
+        """The entry's `steps`, else (once loaded) the family's."""
+        if self._steps is not None:
+            return self._steps
         assert self.family is not None
-        return self._steps if self._steps is not None else self.family.steps
+        return self.family.steps
 
     @property
     def guidance(self) -> float:
+        """The entry's `guidance`, else (once loaded) the family's."""
+        if self._guidance is not None:
+            return self._guidance
         assert self.family is not None
-        return self._guidance if self._guidance is not None else self.family.guidance
+        return self.family.guidance
 
     def memory_bytes(self) -> int:
         """What the loaded pipeline holds; before loading, what its weights take on disk."""
@@ -185,10 +196,12 @@ class DiffusersEngine(Engine):
 
         assert self.family is not None
         options = jobs[0].options or {}  # equal across the batch: they are in its batch key
+        width, height = jobs[0].width, jobs[0].height
+        drawn_width, drawn_height = self._drawn_size(width, height)
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
-            "width": jobs[0].width,
-            "height": jobs[0].height,
+            "width": drawn_width,
+            "height": drawn_height,
             "num_inference_steps": int(options.get("steps", self.steps)),
             "guidance_scale": float(options.get("guidance", self.guidance)),
             "generator": [torch.Generator(self.device).manual_seed(job.seed) for job in jobs],
@@ -197,7 +210,18 @@ class DiffusersEngine(Engine):
         }
         if self.family.negative_prompt and any(job.negative_prompt for job in jobs):
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
-        return list(pipeline(**arguments).images)
+        images = pipeline(**arguments).images
+        return [_sized(image, width, height) for image in images]
+
+    def _drawn_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the pipeline draws a width x height task at: that size itself."""
+        return width, height
+
+
+def _sized(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.Resampling.BICUBIC)
 
 
 def _resolve_source(source: str, data_dir: Path) -> str:
