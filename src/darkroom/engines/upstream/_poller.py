@@ -1,5 +1,8 @@
 """One coroutine that polls every upstream task an engine waits for.
 
+The relay's tasks are asked for one at a time with Darkroom's own client (`fetch` is its
+`result`); what this module adds is that one loop serves them all, however many are in flight.
+
 Each task is polled when due: first `poll_seconds` after it was created (at least a second),
 then 1.5 times longer each time it is still running, up to `poll_max_seconds`. A failed poll
 counts against the task's `attempts` and is tried again with backoff; a run of failures, a
@@ -18,6 +21,7 @@ from typing import Any
 import structlog
 
 from darkroom.backoff import Backoff
+from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
 from darkroom.engines.upstream.calls import UpstreamFailure, scrub
 from darkroom.engines.upstream.options import MIN_POLL_SECONDS, RelayOptions
@@ -25,7 +29,7 @@ from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
 
-Fetch = Callable[[str], Awaitable[dict[str, Any]]]  # upstream id -> the task object
+Fetch = Callable[[str], Awaitable[Task]]  # upstream id -> the task, as the upstream answers
 Cancel = Callable[[str], Awaitable[None]]
 
 
@@ -171,17 +175,17 @@ class Poller:
             waiting.failures = 0
             self._answered(waiting, task, loop.time())
 
-    def _answered(self, waiting: _Waiting, task: dict[str, Any], now: float) -> None:
-        status = task.get("status")
-        if status == "done" and isinstance(task.get("url"), str):
-            self._settle(waiting, url=task["url"])
-        elif status in ("failed", "error"):
-            said = task.get("message")
+    def _answered(self, waiting: _Waiting, task: Task, now: float) -> None:
+        if task.done and isinstance(task.url, str):
+            self._settle(waiting, url=task.url)
+        elif task.failed:
+            said = task.message
             reason = scrub(said, self.secrets) if isinstance(said, str) else "no reason given"
             message = f"{self.provider} could not make the image: {reason}"
             self._settle(waiting, error=GenerationError(message))
         else:
-            self._report_progress(waiting, task.get("progress"))
+            # As sent: a whole percent from Darkroom, maybe a fraction from another server.
+            self._report_progress(waiting, task.raw.get("progress"))
             waiting.polls += 1
             waiting.due = now + self.timing.polls.delay(waiting.polls)
 

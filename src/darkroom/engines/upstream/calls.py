@@ -21,7 +21,7 @@ from PIL import Image
 
 from darkroom.engines.base import GenerationError, Job, Outcome
 from darkroom.engines.upstream.options import UpstreamOptions
-from darkroom.errors import TaskCanceled
+from darkroom.errors import Code, TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
 T = TypeVar("T")
@@ -160,7 +160,7 @@ def prompt_blocked(provider: str, reason: str | None = None) -> GenerationError:
     said = f" ({scrub(reason)})" if reason else ""
     return GenerationError(
         f"The prompt was blocked by {provider}'s content safety check{said} "
-        "(code 1002); rephrase it and try again."
+        f"(code {Code.UNSAFE_PROMPT:d}); rephrase it and try again."
     )
 
 
@@ -169,5 +169,5 @@ def image_blocked(provider: str, reason: str | None = None) -> GenerationError:
     said = f" ({scrub(reason)})" if reason else ""
     return GenerationError(
         f"The image was blocked by {provider}'s safety filter{said}: sensitive content "
-        "(code 1001); change the prompt and try again."
+        f"(code {Code.SENSITIVE_CONTENT:d}); change the prompt and try again."
     )
