@@ -4,7 +4,9 @@ engine module is imported only when a catalog entry uses it, so an API node neve
 or a provider's SDK. Each offers a factory `open_engine(spec, data_dir) -> Engine`.
 
 A catalog entry names a built-in engine (`engine = "diffusers"`) or any importable factory
-(`engine = "mypackage.engines:open_engine"`), so users add engines without forking.
+(`engine = "mypackage.engines:open_engine"`), so users add engines without forking. Every engine
+is a subclass of `Engine` (base.py), the one contract the worker's engine pool relies on; a
+built-in engine's options are its own pydantic model, checked when the catalog loads (options.py).
 """
 
 from __future__ import annotations
