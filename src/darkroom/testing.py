@@ -37,7 +37,7 @@ import httpx
 from PIL import Image
 
 from darkroom import errors
-from darkroom.engines import catalog
+from darkroom.engines import base, catalog
 from darkroom.storage import signing
 
 if typing.TYPE_CHECKING:
@@ -85,7 +85,7 @@ class RecordedBatch:
         return [job.task_id for job in self.jobs]
 
 
-class FunctionEngine:
+class FunctionEngine(base.Engine):
     """An engine whose every image is `fn(job)`; `fn` raises `GenerationError` to fail that job
     alone, any other exception to fail (and retry) the whole batch.
 
