@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # fetch a CUDA build of several GB.
 TORCH ?= torch==2.13.0
 
-.PHONY: serve test lint bench-api bench-queue bench-engine clean
+.PHONY: serve test test-unit lint bench-api bench-queue bench-engine clean
 
 serve: $(VENV)/.serve-installed
 	$(BIN)/darkroom serve --config config/demo.toml --first-key
@@ -16,6 +16,9 @@ serve: $(VENV)/.serve-installed
 test: $(VENV)/.test-installed
 	bash scripts/test-services.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV)/.test-installed
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench

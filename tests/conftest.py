@@ -26,7 +26,8 @@ ON_EVERY_BACKEND = {
     "tests.integration.test_storage",
     "tests.integration.test_postgres",
 }
-# Tests that check the local storage's own link format; S3 links are checked in test_storage.
+# Tests that check the local storage's own link format; S3 links are checked in
+# tests/integration/test_storage_conformance.py.
 LOCAL_LINKS_ONLY = {
     "tests.e2e.test_media_api::test_task_reaches_done_with_a_link_that_a_plain_get_downloads",
     "tests.e2e.test_media_api::test_a_tampered_link_is_refused",

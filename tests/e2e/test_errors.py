@@ -278,3 +278,10 @@ def test_an_internal_fault_is_code_1_not_a_500(tmp_path):
             answer = post(client, "/v1/media/create", json=GOOD)
             assert answer["code"] == 1 and "Internal" in answer["message"]
             assert "Traceback" not in answer["message"]
+            # Once the operator puts it back, the same client goes on working.
+            with sqlite3.connect(tmp_path / "darkroom.db") as db:
+                db.execute("ALTER TABLE tasks_lost RENAME TO tasks")
+            assert post_ok(client, GOOD)["status"] == "idle"
+        faults = [line for line in server.logs().splitlines() if '"internal error"' in line]
+        assert faults and all('"path": "/v1/media/create"' in line for line in faults)
+        assert all('"method": "POST"' in line for line in faults)

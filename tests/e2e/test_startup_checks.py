@@ -1,6 +1,7 @@
 """A model whose engine cannot work as configured (here: no API key for OpenAI) stops
 `darkroom worker` and `darkroom serve` at start with a message that names what is missing,
-rather than failing every task later with a server error."""
+rather than failing every task later with a server error; so does a storage that cannot work
+(S3 without credentials), in one line rather than a traceback."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ def test_serving_on_every_interface_without_a_public_url_warns_about_links(tmp_p
     server.start_server("--workers", "0")
     server.stop()
     assert "set DARKROOM_PUBLIC_URL" in server.logs()
+
+
+def test_s3_storage_without_credentials_stops_serve_with_one_line_naming_them(tmp_path):
+    # Every source boto3 reads credentials from is emptied: variables, files, instance metadata.
+    server = Darkroom(tmp_path, None, storage="s3", s3_endpoint_url="http://127.0.0.1:9")
+    for name in [name for name in server.env if name.startswith("AWS_")]:
+        server.env.pop(name)
+    server.env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    run = server.cli("serve", "--workers", "0", check=False, timeout=60)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "AWS_ACCESS_KEY_ID" in lines[0] and "AWS_SECRET_ACCESS_KEY" in lines[0]

@@ -19,7 +19,8 @@ from PIL import Image
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.local.random_weights import FAMILIES
-from darkroom.engines.local.steps import CANCELED, OUT_OF_MEMORY, run_jobs
+from darkroom.engines.local.steps import OUT_OF_MEMORY, run_jobs
+from darkroom.errors import CANCELED_MESSAGE
 from tests.support.catalogs import tiny_folder
 
 NATIVE = 128  # tiny models: 1:1 is 128 x 128, 16:9 is 192 x 128
@@ -167,7 +168,7 @@ def test_a_batch_whose_tasks_are_all_canceled_stops_at_the_next_step(models_root
     monitor.canceled |= {j.task_id for j in jobs}  # what the worker's heartbeat does
     runner.join(120)
     assert not runner.is_alive()
-    assert [str(o) for o in outcomes] == [CANCELED, CANCELED]
+    assert [str(o) for o in outcomes] == [CANCELED_MESSAGE, CANCELED_MESSAGE]
     assert all(isinstance(o, GenerationError) for o in outcomes)
     assert monitor.progress < 0.5  # it did not run its remaining steps
 
@@ -177,7 +178,7 @@ def test_a_task_canceled_in_a_batch_that_goes_on_is_answered_canceled(models_roo
     monitor = BatchMonitor(canceled={"b" * 24})
     kept, canceled = generate(engine, [job("a"), job("b")], monitor)
     assert isinstance(kept, Image.Image)
-    assert isinstance(canceled, GenerationError) and str(canceled) == CANCELED
+    assert isinstance(canceled, GenerationError) and str(canceled) == CANCELED_MESSAGE
 
 
 # -- out of memory -------------------------------------------------------------------------------

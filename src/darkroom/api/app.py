@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from darkroom import __version__
 from darkroom.api import errors, files, media, ops
@@ -22,14 +20,11 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        darkroom = App.from_settings(settings)
-        app.state.darkroom = darkroom
-        darkroom.start_maintenance()
-        darkroom.start_workers(worker_count)
-        try:
+        async with App.from_settings(settings) as darkroom:
+            app.state.darkroom = darkroom
+            darkroom.start_maintenance()
+            darkroom.start_workers(worker_count)
             yield
-        finally:
-            await darkroom.close()
 
     app = FastAPI(
         title="Darkroom",
@@ -40,8 +35,5 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     app.include_router(media.router)
     app.include_router(files.router)
     app.include_router(ops.router)
-    app.add_exception_handler(errors.ApiError, errors.on_api_error)
-    app.add_exception_handler(RequestValidationError, errors.on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, errors.on_http_error)
-    app.add_middleware(errors.InternalErrorMiddleware)
+    errors.install(app)
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from darkroom.api.deps import CurrentApp
-from darkroom.api.errors import ApiError, Code
+from darkroom.errors import AuthenticationError
 from darkroom.keys import ApiKey
 
 
@@ -19,10 +19,10 @@ def presented_key(request: Request) -> str:
 async def require_key(request: Request, app: CurrentApp) -> ApiKey:
     raw = presented_key(request)
     if not raw:
-        raise ApiError(
-            Code.BAD_KEY, "No API key: send it in the Authorization header (Authorization: KEY)."
+        raise AuthenticationError(
+            "No API key: send it in the Authorization header (Authorization: KEY)."
         )
     key = await app.keys.authenticate(raw)
     if key is None:
-        raise ApiError(Code.BAD_KEY, "This API key is unknown or was revoked; check the key.")
+        raise AuthenticationError("This API key is unknown or was revoked; check the key.")
     return key

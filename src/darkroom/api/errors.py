@@ -1,59 +1,40 @@
-"""The error envelope. Like the hosted service, API-level errors are HTTP 200 with a non-zero
-`code` and a `message` in plain words; code 3 adds `issues`, one per problem."""
+"""How exceptions become answers. Like the hosted service, API-level errors are HTTP 200 with a
+non-zero `code` and a `message` in plain words; code 3 adds `issues`, one per problem.
+
+Routes raise the `darkroom.errors` classes (`InvalidRequest`, `TaskNotFound`, ...); the
+handlers here, keyed by exception class as Starlette's are, turn each into its envelope.
+`issue(...)` and `invalid(...)` build the code-3 answer's parts.
+"""
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 import structlog
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
+
+from darkroom.errors import ApiError, InternalError, InvalidRequest, MethodNotFound
 
 log = structlog.get_logger("darkroom.api")
+Issue = dict[str, Any]
 
 
-class Code(enum.IntEnum):
-    OK = 0
-    INTERNAL = 1
-    BAD_KEY = 2
-    INVALID = 3
-    NOT_FOUND = 4
-    NO_BALANCE = 5
-    OVERLOADED = 6
-    MODEL_NOT_ALLOWED = 7
-    NO_METHOD = 99
-    SENSITIVE_CONTENT = 1001
-    UNSAFE_PROMPT = 1002
-
-
-def issue(path: list[str | int], expected: Any, message: str) -> dict[str, Any]:
+def issue(path: list[str | int], expected: Any, message: str) -> Issue:
+    """One problem of a code-3 answer: where (`path`), what was expected, in words."""
     return {"path": path, "expected": expected, "message": message}
 
 
-class ApiError(Exception):
-    def __init__(self, code: Code, message: str, issues: list[dict[str, Any]] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.issues = issues
-
-    @classmethod
-    def invalid(cls, issues: list[dict[str, Any]]) -> ApiError:
-        summary = "; ".join(
-            f"{'.'.join(map(str, i['path'])) or 'body'}: {i['message']}" for i in issues
-        )
-        return cls(Code.INVALID, f"Invalid request: {summary}", issues)
-
-    def envelope(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": int(self.code), "message": self.message}
-        if self.issues is not None:
-            body["issues"] = self.issues
-        return body
+def invalid(issues: list[Issue]) -> InvalidRequest:
+    """Code 3 for these problems, the message summing them up field by field."""
+    summary = "; ".join(
+        f"{'.'.join(map(str, i['path'])) or 'body'}: {i['message']}" for i in issues
+    )
+    return InvalidRequest(f"Invalid request: {summary}", issues=issues)
 
 
 def error_response(error: ApiError) -> JSONResponse:
@@ -71,7 +52,7 @@ async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse
         issue([p for p in e["loc"] if p not in ("body", "query")], e.get("type"), e["msg"])
         for e in exc.errors()
     ]
-    return error_response(ApiError.invalid(issues))
+    return error_response(invalid(issues))
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -79,13 +60,35 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if request.url.path.startswith("/v1/") and exc.status_code in (404, 405):
         method = f"{request.method} {request.url.path}"
-        return error_response(ApiError(Code.NO_METHOD, f"There is no API method {method}."))
+        return error_response(MethodNotFound(f"There is no API method {method}."))
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+# What each exception is answered with, looked up along its class's MRO.
+HANDLERS: dict[Any, ExceptionHandler] = {
+    ApiError: on_api_error,
+    RequestValidationError: on_validation_error,
+    StarletteHTTPException: on_http_error,
+}
+
+
+def install(app: FastAPI) -> None:
+    """Answers every exception of this app in the envelope: the handlers, and the guard."""
+    for exc_class, handler in HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)
+    app.add_middleware(InternalErrorMiddleware)
+
+
 class InternalErrorMiddleware:
-    """Outermost guard: an unexpected exception is logged and answered with code 1, never as
-    an HTML 500 page or a stack trace."""
+    """The guard around the routes: an unexpected exception is logged with the request's path
+    and method and answered with code 1, never as an HTML 500 page or a stack trace; a client
+    that left is answered with nothing.
+
+    Why not Starlette's own `Exception` handler: ServerErrorMiddleware, which runs it, always
+    raises the exception again to the server after the answer, and uvicorn then logs a second
+    traceback and closes the connection, so a client's next request on that keep-alive
+    connection fails with a reset (tests/e2e/test_errors.py, the internal-fault test). Here
+    the exception ends with the answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,5 +113,5 @@ class InternalErrorMiddleware:
             log.exception("internal error", path=scope.get("path"), method=scope.get("method"))
             if started:
                 raise
-            error = ApiError(Code.INTERNAL, "Internal server error; please try again later.")
+            error = InternalError("Internal server error; please try again later.")
             await error_response(error)(scope, receive, send)

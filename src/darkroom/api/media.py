@@ -6,13 +6,12 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
-from darkroom.api.errors import ApiError, Code, issue
-from darkroom.api.presenters import TaskObject, task_payload
+from darkroom.api.errors import invalid, issue
+from darkroom.api.presenters import TaskObject
 from darkroom.api.requests import (
     MAX_SEED,
     CreateRequest,
@@ -23,6 +22,14 @@ from darkroom.api.requests import (
 )
 from darkroom.app import App
 from darkroom.engines import ModelSpec
+from darkroom.errors import (
+    InsufficientBalance,
+    ModelNotAllowed,
+    Overloaded,
+    SensitiveContent,
+    TaskNotFound,
+    UnsafePrompt,
+)
 from darkroom.keys import ApiKey
 from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskParams, TaskStatus
 
@@ -35,8 +42,8 @@ def _body_doc(model: type) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-@router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model=TaskObject)
-async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
+@router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model_exclude_unset=True)
+async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskObject:
     """Queue a generation task; answers at once with `status: "idle"`."""
     settings = app.settings
     body = parse_create(await read_json_body(request, settings.max_body_bytes))
@@ -47,66 +54,73 @@ async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONR
     try:
         task = await app.store.create(new, key, max_queue=settings.max_queue)
     except QueueFull as exc:
-        raise ApiError(
-            Code.OVERLOADED,
-            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute.",
+        raise Overloaded(
+            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute."
         ) from exc
     except InsufficientCredits as exc:
-        raise ApiError(
-            Code.NO_BALANCE, "This API key has no credits left; ask the operator for more."
+        raise InsufficientBalance(
+            "This API key has no credits left; ask the operator for more."
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
     app.wakeup.notify()
-    return JSONResponse(task_payload(task, app.storage, settings.retention_seconds))
+    return TaskObject.of(task, app.storage, settings.retention_seconds)
+
+
+async def requested_task_id(request: Request, app: CurrentApp) -> str:
+    """The `task_id` of a result or cancel request, from the query string or the JSON body."""
+    body = await read_json_body(request, app.settings.max_body_bytes)
+    return parse_task_id(dict(request.query_params), body)
+
+
+# After the key, so that a request without a valid key is code 2 whatever its body.
+RequestedTaskId = Annotated[str, Depends(requested_task_id)]
 
 
 @router.api_route(
     "/result",
     methods=["GET", "POST"],
     openapi_extra=_body_doc(ResultRequest),
-    response_model=TaskObject,
+    response_model_exclude_unset=True,
 )
-async def result(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
+async def result(app: CurrentApp, key: AuthorizedKey, task_id: RequestedTaskId) -> TaskObject:
     """The task's current state; `task_id` in the query string or in the JSON body."""
-    body = await read_json_body(request, app.settings.max_body_bytes)
-    task_id = parse_task_id(dict(request.query_params), body)
     task = await app.store.get(task_id, key_id=key.id)
-    if task is None:
-        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
-    return JSONResponse(await _live_payload(app, task))
+    return await _live_answer(app, _found(task, task_id))
 
 
-@router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model=TaskObject)
-async def cancel(request: Request, app: CurrentApp, key: AuthorizedKey) -> JSONResponse:
+@router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model_exclude_unset=True)
+async def cancel(app: CurrentApp, key: AuthorizedKey, task_id: RequestedTaskId) -> TaskObject:
     """Extension: cancel a task; `task_id` in the query string or in the JSON body.
 
     An idle task fails at once with the message "canceled"; a processing one stops at its next
     denoising step and then fails the same way; a finished one is left as it is. The answer is
     the task as it stands after the request."""
-    body = await read_json_body(request, app.settings.max_body_bytes)
-    task_id = parse_task_id(dict(request.query_params), body)
     task = await app.store.cancel(task_id, key.id)
+    return await _live_answer(app, _found(task, task_id))
+
+
+def _found(task: Task | None, task_id: str) -> Task:
+    """The task, or code 4: another key's task is "not found" too."""
     if task is None:
-        raise ApiError(Code.NOT_FOUND, f"No task {task_id} was found for this API key.")
-    return JSONResponse(await _live_payload(app, task))
+        raise TaskNotFound(f"No task {task_id} was found for this API key.")
+    return task
 
 
-async def _live_payload(app: App, task: Task) -> dict[str, Any]:
+async def _live_answer(app: App, task: Task) -> TaskObject:
     """The task object, with its place in the queue while it waits."""
     position = await app.store.queue_position(task) if task.status is TaskStatus.IDLE else None
-    return task_payload(task, app.storage, app.settings.retention_seconds, queue_position=position)
+    return TaskObject.of(task, app.storage, app.settings.retention_seconds, queue_position=position)
 
 
 def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
     if model_id not in app.catalog:
         usable = [m for m in app.catalog.ids() if key.may_use(m)]
-        raise ApiError.invalid(
+        raise invalid(
             [issue(["model"], usable, f"unknown model {model_id[:100]!r}; use one of {usable}")]
         )
     if not key.may_use(model_id):
-        raise ApiError(
-            Code.MODEL_NOT_ALLOWED,
-            f"This API key may not use the model {model_id!r}; it may use {key.models}.",
+        raise ModelNotAllowed(
+            f"This API key may not use the model {model_id!r}; it may use {key.models}."
         )
     return app.catalog[model_id]
 
@@ -126,20 +140,17 @@ def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
             issue(["images"], None, f"{spec.id} does not take reference images; leave out images")
         )
     if problems:
-        raise ApiError.invalid(problems)
+        raise invalid(problems)
 
 
 def _check_content(app: App, body: CreateRequest) -> None:
     policy = app.policy
     if policy.flags(body.prompt):
-        raise ApiError(
-            Code.UNSAFE_PROMPT, "The prompt failed the content safety check; rephrase it."
-        )
+        raise UnsafePrompt("The prompt failed the content safety check; rephrase it.")
     other_text = [body.negative_prompt or "", *(body.images or [])]
     if any(policy.flags(text) for text in other_text):
-        raise ApiError(
-            Code.SENSITIVE_CONTENT,
-            "Sensitive content was detected in the request (negative prompt or image links).",
+        raise SensitiveContent(
+            "Sensitive content was detected in the request (negative prompt or image links)."
         )
 
 

@@ -14,7 +14,8 @@ from urllib.parse import urlparse
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from darkroom.api.errors import ApiError, Code, issue
+from darkroom.api.errors import Issue, invalid, issue
+from darkroom.errors import InvalidRequest
 from darkroom.ids import is_task_id
 
 MAX_PROMPT = 4000
@@ -57,7 +58,7 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     """The JSON object in the body; {} for an empty body."""
     declared = request.headers.get("content-length", "0")
     if not declared.isdigit():
-        raise ApiError(Code.INVALID, "The Content-Length header is not a number.")
+        raise InvalidRequest("The Content-Length header is not a number.")
     if int(declared) > max_bytes:
         raise _too_large(max_bytes)
     body = bytearray()
@@ -69,33 +70,30 @@ async def read_json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         return {}
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise ApiError(
-            Code.INVALID,
+        raise InvalidRequest(
             f"Send the body as JSON with the header Content-Type: application/json "
-            f"(this request said {media_type}).",
+            f"(this request said {media_type})."
         )
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(Code.INVALID, f"The request body is not valid JSON: {exc}.") from exc
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from exc
     except RecursionError as exc:
-        raise ApiError(Code.INVALID, "The request body nests JSON too deeply.") from exc
+        raise InvalidRequest("The request body nests JSON too deeply.") from exc
     if not isinstance(data, dict):
-        raise ApiError(Code.INVALID, "The request body must be a JSON object.")
+        raise InvalidRequest("The request body must be a JSON object.")
     return data
 
 
-def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(
-        Code.INVALID, f"The request body is larger than the limit of {max_bytes} bytes."
-    )
+def _too_large(max_bytes: int) -> InvalidRequest:
+    return InvalidRequest(f"The request body is larger than the limit of {max_bytes} bytes.")
 
 
 def parse_create(data: dict[str, Any]) -> CreateRequest:
     try:
         request = CreateRequest.model_validate(data)
     except ValidationError as exc:
-        raise ApiError.invalid(_issues(exc)) from exc
+        raise invalid(_issues(exc)) from exc
     problems = []
     if not 1 <= len(request.prompt.strip()) <= MAX_PROMPT:
         problems.append(
@@ -115,7 +113,7 @@ def parse_create(data: dict[str, Any]) -> CreateRequest:
                 issue(["images", index], "an http(s) URL", f"{url[:100]!r} is not an http(s) URL")
             )
     if problems:
-        raise ApiError.invalid(problems)
+        raise invalid(problems)
     return request
 
 
@@ -137,9 +135,9 @@ def parse_task_id(query: dict[str, str], body: dict[str, Any]) -> str:
     try:
         task_id = ResultRequest.model_validate(data).task_id
     except ValidationError as exc:
-        raise ApiError.invalid(_issues(exc)) from exc
+        raise invalid(_issues(exc)) from exc
     if not is_task_id(task_id):
-        raise ApiError.invalid(
+        raise invalid(
             [
                 issue(
                     ["task_id"],
@@ -152,7 +150,7 @@ def parse_task_id(query: dict[str, str], body: dict[str, Any]) -> str:
     return task_id
 
 
-def _issues(exc: ValidationError) -> list[dict[str, Any]]:
+def _issues(exc: ValidationError) -> list[Issue]:
     found = []
     for error in exc.errors(include_url=False):
         path = list(error["loc"])

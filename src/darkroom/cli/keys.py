@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from darkroom.cli.common import ConfigOption, open_app, settings_from
+from darkroom.cli.common import ConfigOption, migrated_app
 
 keys = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -26,13 +26,9 @@ def keys_create(
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
     async def run() -> str:
-        app = open_app(settings_from(config=config))
-        try:
-            await app.migrate()
+        async with migrated_app(config) as app:
             raw, _ = await app.keys.create(name, models=allowed, credits=credits)
             return raw
-        finally:
-            await app.close()
 
     typer.echo(asyncio.run(run()))
 
@@ -42,12 +38,8 @@ def keys_list(config: ConfigOption = None) -> None:
     """List keys (never the keys themselves: they are stored hashed)."""
 
     async def run() -> list[dict[str, Any]]:
-        app = open_app(settings_from(config=config))
-        try:
-            await app.migrate()
+        async with migrated_app(config) as app:
             return [vars(key) for key in await app.keys.list()]
-        finally:
-            await app.close()
 
     for key in asyncio.run(run()):
         typer.echo(json.dumps(key))
@@ -61,12 +53,8 @@ def keys_revoke(
     """Revoke a key: its requests are refused from now on."""
 
     async def run() -> bool:
-        app = open_app(settings_from(config=config))
-        try:
-            await app.migrate()
+        async with migrated_app(config) as app:
             return await app.keys.revoke(key)
-        finally:
-            await app.close()
 
     if not asyncio.run(run()):
         typer.echo(f"error: no live key matches {key!r}", err=True)

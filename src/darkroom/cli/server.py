@@ -18,11 +18,8 @@ def migrate(config: ConfigOption = None) -> None:
     """Create or upgrade the database schema."""
 
     async def run() -> None:
-        app = open_app(settings_from(config=config))
-        try:
+        async with open_app(settings_from(config=config)) as app:
             await app.migrate()
-        finally:
-            await app.close()
 
     asyncio.run(run())
     typer.echo("database is up to date", err=True)
@@ -45,14 +42,14 @@ def serve(
     from darkroom.api import create_app
 
     settings = settings_from(host=host, port=port, workers=workers, config=config)
-    open_app(settings)  # fail early on a bad catalog
+    app = open_app(settings)  # fail early on a configuration that cannot work
     if settings.public_url is None and settings.host in ("0.0.0.0", "::", ""):
         typer.echo(
             f"warning: links to images will name {settings.base_url}, which other machines "
             "cannot reach; set DARKROOM_PUBLIC_URL to the address clients use",
             err=True,
         )
-    asyncio.run(_prepare(settings, first_key))
+    asyncio.run(_prepare(app, first_key))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -63,17 +60,14 @@ def serve(
     )
 
 
-async def _prepare(settings: Settings, first_key: bool) -> None:
-    app = App.from_settings(settings)
-    try:
-        if settings.workers > 0:
+async def _prepare(app: App, first_key: bool) -> None:
+    async with app:
+        if app.settings.workers > 0:
             await _check_engines(app, app.catalog.ids())
         await app.migrate()
         if first_key and await app.keys.count() == 0:
             raw, _ = await app.keys.create("first")
-            _print_welcome(settings, raw, app.catalog.ids())
-    finally:
-        await app.close()
+            _print_welcome(app.settings, raw, app.catalog.ids())
 
 
 async def _check_engines(app: App, models: list[str]) -> None:
@@ -121,11 +115,11 @@ async def _run_workers(app: App, concurrency: int, models: list[str] | None) -> 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    await _check_engines(app, models or app.catalog.ids())
-    await app.migrate()
-    app.start_workers(concurrency, models)
-    await stopping.wait()
-    await app.close()  # finishes the batches in hand, claims nothing more
+    async with app:  # on leaving, finishes the batches in hand and claims nothing more
+        await _check_engines(app, models or app.catalog.ids())
+        await app.migrate()
+        app.start_workers(concurrency, models)
+        await stopping.wait()
 
 
 def register(cli: typer.Typer) -> None:

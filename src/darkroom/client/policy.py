@@ -1,29 +1,17 @@
 """How long to wait between tries and between polls, and which failures are worth a retry.
 
 Shared by the sync and the async client: they only carry out the sleeps this module decides.
+The delays themselves are darkroom/backoff.py's `Backoff`, the one the engines use too.
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
+from darkroom.backoff import Backoff
 from darkroom.client.errors import ConnectionFailed, DarkroomError, Overloaded, UnexpectedResponse
 
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delays that grow by `factor` from `first` up to `cap` seconds."""
-
-    first: float = 0.5
-    factor: float = 2.0
-    cap: float = 8.0
-    jitter: bool = True
-    """Spread each delay over its upper half, so that many clients do not retry in step."""
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.cap, self.first * self.factor**attempt)
-        return base * random.uniform(0.5, 1.0) if self.jitter else base
+__all__ = ["DEFAULT_POLLS", "Backoff", "RetryPolicy", "is_transient"]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ engine module is imported only when a catalog entry uses it, so an API node neve
 or a provider's SDK. Each offers a factory `open_engine(spec, data_dir) -> Engine`.
 
 A catalog entry names a built-in engine (`engine = "diffusers"`) or any importable factory
-(`engine = "mypackage.engines:open_engine"`), so users add engines without forking.
+(`engine = "mypackage.engines:open_engine"`), so users add engines without forking. Every engine
+is a subclass of `Engine` (base.py), the one contract the worker's engine pool relies on; a
+built-in engine's options are its own pydantic model, checked when the catalog loads (options.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def load_engine(spec: ModelSpec, data_dir: Path) -> Engine:
 
 def engine_factory(spec: ModelSpec) -> EngineFactory:
     """The factory a catalog entry names: a built-in engine's, or `package.module:name`."""
-    target = BUILT_IN_ENGINES.get(spec.engine, spec.engine)
+    built_in = BUILT_IN_ENGINES.get(spec.engine)
+    target = built_in.factory if built_in else spec.engine
     module_name, _, attribute = target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)

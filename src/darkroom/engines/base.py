@@ -1,9 +1,12 @@
-"""What every engine offers the worker: turn a batch of compatible jobs into images."""
+"""What every engine offers the worker and its engine pool: turn a batch of compatible jobs into
+images, and, for engines that keep weights in memory, load them, say what they take and on which
+device. The pool calls these (worker/pool.py), never probes for them."""
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -45,11 +48,36 @@ class BatchMonitor:
         return task_id in self.canceled
 
 
-class Engine(Protocol):
+class Engine(abc.ABC):
+    """The contract of an engine. The defaults suit an upstream engine (an HTTP client): no
+    weights, nothing to load, no memory, no device. A local engine overrides all four; a custom
+    engine (`engine = "package.module:factory"`) subclasses this too."""
+
     spec: ModelSpec
 
+    holds_weights: ClassVar[bool] = False
+    """Whether it keeps model weights in this process: the pool makes room before loading it
+    and may unload it to make room for another."""
+
+    @property
+    def device(self) -> str | None:
+        """Where its weights are, or will be once loaded ("cuda", "cuda:1", "cpu"); None for an
+        engine without weights."""
+        return None
+
+    async def load(self) -> None:
+        """Loads the weights now, so that their memory counts before the next model loads.
+        Called once by the pool before the first batch; out of memory, it may be called again."""
+        return None
+
+    def memory_bytes(self) -> int:
+        """Bytes its weights take: loaded, what they hold; before, a fair estimate."""
+        return 0
+
+    @abc.abstractmethod
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
         """Images for the jobs, in order. Raising fails (and may retry) the whole batch."""
-        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Frees what it holds (weights, connections); the pool then forgets it."""
+        return None

@@ -8,6 +8,9 @@ Read from the settings file (see config.py), one table per model id:
     max_batch = 4            # tasks per engine call
     batch_wait_ms = 0        # how long a worker waits for a batch to fill
     # any other key is the engine's own option (source, steps, api_key_env, ...)
+
+A built-in engine's options are checked here, against the model its registry entry names, so a
+catalog that cannot work stops the node at start (docs/models.md lists every option).
 """
 
 from __future__ import annotations
@@ -16,25 +19,37 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from darkroom.engines.local.options import DiffusersOptions, TinyOptions
+from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
+from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
 
-# The built-in engines by the name a catalog entry gives them, and the factory each names.
+
+@dataclass(frozen=True)
+class BuiltInEngine:
+    factory: str
+    """`module:function`, imported only when an entry uses it (on workers)."""
+    options: type[EngineOptions]
+    """The model of its options, checked when the catalog loads (on every node)."""
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Entry keys (max_batch, ...) that suit it when an entry leaves them out."""
+
+
+# The built-in engines by the name a catalog entry gives them. A GPU pipeline runs a batch of 4
+# for little more than the cost of 1, and a short wait lets a batch fill.
 BUILT_IN_ENGINES = {
-    "tiny": "darkroom.engines.local.tiny:open_engine",
-    "diffusers": "darkroom.engines.local.pipeline:open_engine",
-    "google": "darkroom.engines.upstream.google_images:open_engine",
-    "openai": "darkroom.engines.upstream.openai_images:open_engine",
-    "relay": "darkroom.engines.upstream.relay:open_engine",
+    "tiny": BuiltInEngine("darkroom.engines.local.tiny:open_engine", TinyOptions),
+    "diffusers": BuiltInEngine(
+        "darkroom.engines.local.pipeline:open_engine",
+        DiffusersOptions,
+        {"max_batch": 4, "batch_wait_ms": 75},
+    ),
+    "google": BuiltInEngine("darkroom.engines.upstream.google_images:open_engine", GoogleOptions),
+    "openai": BuiltInEngine("darkroom.engines.upstream.openai_images:open_engine", OpenAIOptions),
+    "relay": BuiltInEngine("darkroom.engines.upstream.relay:open_engine", RelayOptions),
 }
 ENGINE_NAMES = tuple(BUILT_IN_ENGINES)
-
-
-# Defaults that suit each engine when an entry leaves them out: a GPU pipeline runs a batch
-# of 4 for little more than the cost of 1, and a short wait lets a batch fill.
-ENGINE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "diffusers": {"max_batch": 4, "batch_wait_ms": 75},
-}
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,9 @@ class ModelSpec:
     max_batch: int = 1
     batch_wait_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    """The engine's own keys, as the entry wrote them."""
+    engine_options: EngineOptions | None = None
+    """The same, validated: a built-in engine's options model; None for a custom engine."""
 
     def size_for(self, ratio: str) -> tuple[int, int]:
         return size_for(ratio, self.native_size)
@@ -95,7 +113,8 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
             f'model "{model_id}" must name an engine, one of: {", ".join(ENGINE_NAMES)}, '
             'or a factory as "package.module:name"'
         )
-    known = {**ENGINE_DEFAULTS.get(entry["engine"], {})}
+    built_in = BUILT_IN_ENGINES.get(engine)
+    known = {**(built_in.defaults if built_in else {})}
     known.update({k: v for k, v in entry.items() if k in _SPEC_FIELDS})
     if "ratios" in known:
         unknown = set(known["ratios"]) - set(RATIOS)
@@ -103,4 +122,5 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
             raise CatalogError(f'model "{model_id}": unknown ratios {sorted(unknown)}')
         known["ratios"] = tuple(known["ratios"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
-    return ModelSpec(id=model_id, **known, options=options)
+    typed = built_in.options.parse(model_id, engine, options) if built_in else None
+    return ModelSpec(id=model_id, **known, options=options, engine_options=typed)

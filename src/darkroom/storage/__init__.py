@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from darkroom.config import Settings
+from darkroom.errors import ConfigurationError
 from darkroom.storage.base import Storage, result_key
 
 __all__ = ["Storage", "open_storage", "result_key"]
@@ -24,4 +25,4 @@ def open_storage(settings: Settings) -> Storage:
             addressing_style=settings.s3_addressing_style,
             lifecycle=settings.s3_lifecycle,
         )
-    raise ValueError(f"DARKROOM_STORAGE={settings.storage!r} is not a storage")
+    raise ConfigurationError(f"DARKROOM_STORAGE={settings.storage!r} is not a storage")

@@ -22,6 +22,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from darkroom.errors import ConfigurationError
+
 log = structlog.get_logger("darkroom.storage")
 
 # SigV4 presigned URLs cannot live longer than seven days.
@@ -69,7 +71,7 @@ class S3Storage:
         )
         self._credentials = session.get_credentials()
         if self._credentials is None:
-            raise ValueError(
+            raise ConfigurationError(
                 "DARKROOM_STORAGE=s3 needs credentials: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY (or another source boto3 reads)"
             )

@@ -61,21 +61,20 @@ class EnginePool:
                 self._engines.move_to_end(model_id)
                 return self._engines[model_id]
             engine = load_engine(self.catalog[model_id], self.data_dir)
-            if _holds_weights(engine):
-                await self._make_room(model_id, _footprint(engine))
-            await self._load(model_id, engine)
+            if engine.holds_weights:
+                await self._make_room(model_id, engine)
+            await self._load(engine)
             self._engines[model_id] = engine
-            self._footprints[model_id] = _footprint(engine)
+            self._footprints[model_id] = engine.memory_bytes()
             log.info("engine loaded", model=model_id, mb=round(self._footprints[model_id] / MB, 1))
             return engine
 
-    async def _load(self, model_id: str, engine: Engine) -> None:
+    async def _load(self, engine: Engine) -> None:
         """Loads now, so its memory counts before the next model; out of memory while loading
         (the estimate was short), unloads the least recently used engine and tries again."""
-        load = getattr(engine, "load", None)
-        while load is not None:
+        while True:
             try:
-                await load()
+                await engine.load()
                 return
             except Exception as exc:
                 victim = self._victim()
@@ -83,9 +82,11 @@ class EnginePool:
                     raise
             await self.unload(victim)
 
-    async def _make_room(self, model_id: str, on_disk: int) -> None:
-        need = self._footprints.get(model_id) or on_disk or max(self._sizes(), default=0)
-        while need and self._free(model_id) < need:
+    async def _make_room(self, model_id: str, engine: Engine) -> None:
+        need = (
+            self._footprints.get(model_id) or engine.memory_bytes() or max(self._sizes(), default=0)
+        )
+        while need and self._free(engine) < need:
             victim = self._victim()
             if victim is None:
                 log.warning("memory short; nothing left to unload", model=model_id)
@@ -102,11 +103,8 @@ class EnginePool:
     def _sizes(self) -> list[int]:
         return [self._footprints.get(m, 0) for m in self._engines]
 
-    def _free(self, model_id: str) -> int:
-        device = str(self.catalog[model_id].options.get("device", "auto"))
-        if device == "auto":
-            device = "cuda" if _cuda_available() else "cpu"
-        free = device_free_bytes(device)
+    def _free(self, engine: Engine) -> int:
+        free = device_free_bytes(engine.device or "cpu")
         if self.budget is not None:
             left = self.budget - sum(self._sizes())
             free = left if free is None else min(free, left)
@@ -135,21 +133,3 @@ async def configuration_problems(catalog: Catalog, models: list[str], data_dir: 
             continue
         await engine.close()
     return problems
-
-
-def _holds_weights(engine: Engine) -> bool:
-    """Engines with local weights load them (`load`); upstream ones hold only an HTTP client."""
-    return getattr(engine, "load", None) is not None
-
-
-def _footprint(engine: Engine) -> int:
-    measure = getattr(engine, "memory_bytes", None)
-    return int(measure()) if measure is not None else 0
-
-
-def _cuda_available() -> bool:
-    """Without importing torch where no local engine is configured."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    return bool(torch is not None and torch.cuda.is_available())

@@ -15,7 +15,8 @@ id or a local folder, kept loaded for the worker process's life.
 
 A batch of compatible tasks (same size, steps, guidance) is one pipeline call with one
 generator per task, so a task's image depends on its own seed only, alone or in a batch. Images
-are generated at the task's size (the spec's ratios scaled to the model's native area).
+are generated at the task's size (the spec's ratios scaled to the model's native area); an
+engine built on this one may draw smaller and resize (the `tiny` engine, tiny.py).
 """
 
 from __future__ import annotations
@@ -29,45 +30,35 @@ from typing import Any
 import structlog
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, Job, Outcome
-from darkroom.engines.catalog import CatalogError, ModelSpec
+from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
+from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.local.families import Family, family_of
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.local.options import DTYPES, DiffusersOptions
 from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
 
 log = structlog.get_logger("darkroom.engines")
 
-DTYPES = {
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float32": "float32",
-    "fp32": "float32",
-}
-
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> DiffusersEngine:
-    return DiffusersEngine(spec, data_dir)
+    options = DiffusersOptions.of(spec)
+    return DiffusersEngine(spec, options, _resolve_source(options.source, data_dir))
 
 
-class DiffusersEngine:
-    def __init__(self, spec: ModelSpec, data_dir: Path) -> None:
-        options = spec.options
-        if not options.get("source"):
-            raise CatalogError(f'model "{spec.id}": the diffusers engine needs a `source`')
-        dtype = str(options.get("dtype", "auto")).lower()
-        if dtype != "auto" and dtype not in DTYPES:
-            raise CatalogError(f'model "{spec.id}": dtype must be auto or one of {list(DTYPES)}')
+class DiffusersEngine(Engine):
+    holds_weights = True
+
+    def __init__(self, spec: ModelSpec, options: DiffusersOptions, source: str) -> None:
+        """`source` is the entry's, resolved: a folder with a model_index.json, or a hub id."""
         self.spec = spec
-        self.source = _resolve_source(str(options["source"]), data_dir)
-        self.dtype_name = dtype
-        self.device_name = str(options.get("device", "auto"))
-        self._steps = options.get("steps")
-        self._guidance = options.get("guidance")
+        self.options = options
+        self.source = source
+        self.dtype_name = options.dtype
+        self.device_name = options.device
+        self._steps = options.steps
+        self._guidance = options.guidance
         self.family: Family | None = None
-        self.device = "cpu"
+        self._device: str | None = None  # resolved from `device_name` when first asked
         self._pipeline: Any = None
         self._lock = threading.Lock()  # one call at a time per pipeline, across workers
 
@@ -86,7 +77,6 @@ class DiffusersEngine:
         import torch
         from diffusers import AutoPipelineForText2Image
 
-        self.device = _device(self.device_name)
         dtype = getattr(torch, _dtype_name(self.dtype_name, self.device))
         with warnings.catch_warnings():
             # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
@@ -96,13 +86,7 @@ class DiffusersEngine:
         pipeline.set_progress_bar_config(disable=True)
         self._tune(pipeline)
         self.family = family_of(pipeline, self.source)
-        if self.spec.native_size != self.family.native_size:
-            log.warning(
-                "native size differs from the family's",
-                model=self.spec.id,
-                native_size=self.spec.native_size,
-                family_native_size=self.family.native_size,
-            )
+        self._check_native_size(self.family)
         log.info(
             "model loaded",
             model=self.spec.id,
@@ -116,6 +100,15 @@ class DiffusersEngine:
         )
         return pipeline
 
+    def _check_native_size(self, family: Family) -> None:
+        if self.spec.native_size != family.native_size:
+            log.warning(
+                "native size differs from the family's",
+                model=self.spec.id,
+                native_size=self.spec.native_size,
+                family_native_size=family.native_size,
+            )
+
     def _tune(self, pipeline: Any) -> None:
         """GPU speed-ups that change no result: channels-last convolutions for UNets (faster
         cuDNN kernels); torch.compile of the denoiser when the entry asks (`compile = true`;
@@ -125,20 +118,33 @@ class DiffusersEngine:
         denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
         if denoiser is None or not self.device.startswith("cuda"):
             return
-        if hasattr(pipeline, "unet") and self.spec.options.get("channels_last", True):
+        if hasattr(pipeline, "unet") and self.options.channels_last:
             denoiser.to(memory_format=torch.channels_last)
-        if self.spec.options.get("compile", False):
+        if self.options.compile:
             denoiser.compile(mode="max-autotune-no-cudagraphs")
 
     @property
+    def device(self) -> str:
+        """The entry's `device`, with "auto" resolved: cuda when present, else cpu."""
+        if self._device is None:
+            self._device = _device(self.device_name)
+        return self._device
+
+    @property
     def steps(self) -> int:
+        """The entry's `steps`, else (once loaded) the family's."""
+        if self._steps is not None:
+            return self._steps
         assert self.family is not None
-        return int(self._steps if self._steps is not None else self.family.steps)
+        return self.family.steps
 
     @property
     def guidance(self) -> float:
+        """The entry's `guidance`, else (once loaded) the family's."""
+        if self._guidance is not None:
+            return self._guidance
         assert self.family is not None
-        return float(self._guidance if self._guidance is not None else self.family.guidance)
+        return self.family.guidance
 
     def memory_bytes(self) -> int:
         """What the loaded pipeline holds; before loading, what its weights take on disk."""
@@ -190,10 +196,12 @@ class DiffusersEngine:
 
         assert self.family is not None
         options = jobs[0].options or {}  # equal across the batch: they are in its batch key
+        width, height = jobs[0].width, jobs[0].height
+        drawn_width, drawn_height = self._drawn_size(width, height)
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
-            "width": jobs[0].width,
-            "height": jobs[0].height,
+            "width": drawn_width,
+            "height": drawn_height,
             "num_inference_steps": int(options.get("steps", self.steps)),
             "guidance_scale": float(options.get("guidance", self.guidance)),
             "generator": [torch.Generator(self.device).manual_seed(job.seed) for job in jobs],
@@ -202,7 +210,18 @@ class DiffusersEngine:
         }
         if self.family.negative_prompt and any(job.negative_prompt for job in jobs):
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
-        return list(pipeline(**arguments).images)
+        images = pipeline(**arguments).images
+        return [_sized(image, width, height) for image in images]
+
+    def _drawn_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the pipeline draws a width x height task at: that size itself."""
+        return width, height
+
+
+def _sized(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.Resampling.BICUBIC)
 
 
 def _resolve_source(source: str, data_dir: Path) -> str:

@@ -18,10 +18,10 @@ import structlog
 from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
 
-CANCELED = "canceled"
 OUT_OF_MEMORY = (
     "The image did not fit in the GPU's memory, even generated alone. "
     "Try a smaller aspect ratio, or try again later."
@@ -68,11 +68,11 @@ def run_jobs(
     start: float = 0.0,
     span: float = 1.0,
 ) -> list[Outcome]:
-    """The jobs' outcomes: images, "canceled" for canceled tasks, and for a call that ran out
+    """The jobs' outcomes: images, TaskCanceled for canceled tasks, and for a call that ran out
     of memory, the jobs again one by one (a batch of 8 may fail where 1 fits)."""
     callback = StepCallback(monitor, jobs, start=start, span=span)
     if callback.all_canceled():
-        return [GenerationError(CANCELED) for _ in jobs]
+        return [TaskCanceled() for _ in jobs]
     out_of_memory = False
     try:
         images: list[Outcome] = list(call(jobs, callback))
@@ -92,7 +92,7 @@ def run_jobs(
             outcomes += run_jobs(call, [job], monitor, start=start + index * part, span=part)
         return outcomes
     return [
-        GenerationError(CANCELED) if monitor.is_canceled(job.task_id) else image
+        TaskCanceled() if monitor.is_canceled(job.task_id) else image
         for job, image in zip(jobs, images, strict=True)
     ]
 

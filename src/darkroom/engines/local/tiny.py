@@ -1,102 +1,58 @@
-"""The `tiny` engine: a real diffusers StableDiffusionPipeline with random weights, small enough
-to run on a CPU in a fraction of a second. It exercises the path a hub model takes (built once,
-`save_pretrained` to a folder, `from_pretrained` back) so the service can be run and tested
-anywhere; its images are noise-like, and it says so in the demo catalog.
+"""The `tiny` engine: the diffusers engine on a real StableDiffusionPipeline with random weights,
+small enough to run on a CPU in a fraction of a second. Its source is a folder it builds itself
+(random_weights.py, `save_pretrained`) and then loads like any hub model (`from_pretrained`), so
+the service can be run and tested anywhere; its images are noise-like, and it says so in the
+demo catalog.
 
-It denoises at a quarter of the output's side and resizes to the requested size, since its
-output carries no detail worth the extra time. Like the diffusers engine, it reports progress
-and stops at the next denoising step once its whole batch is canceled (see steps.py).
+It differs from the diffusers engine in three settings only: it runs on the CPU in float32, its
+steps and guidance default to 4 and 5, and it denoises at a quarter of the output's side and
+resizes to the requested size, since its output carries no detail worth the extra time. Progress
+and cancellation at the next denoising step are the diffusers engine's (see steps.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from darkroom.engines.base import BatchMonitor, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
-from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
+from darkroom.engines.local.families import Family
+from darkroom.engines.local.options import DiffusersOptions, TinyOptions
+from darkroom.engines.local.pipeline import DiffusersEngine
 from darkroom.engines.local.random_weights import build
-from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
-
-DEFAULT_STEPS = 4
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> TinyEngine:
-    return TinyEngine(spec, data_dir / "models")
+    return TinyEngine(spec, TinyOptions.of(spec), data_dir / "models")
 
 
-class TinyEngine:
-    def __init__(self, spec: ModelSpec, models_dir: Path) -> None:
-        self.spec = spec
-        self.folder = Path(spec.options.get("folder") or models_dir / "tiny-sd")
-        self.steps = int(spec.options.get("steps", DEFAULT_STEPS))
-        self.guidance = float(spec.options.get("guidance", 5.0))
-        self.scale = int(spec.options.get("scale", 4))
-        self._pipeline: Any = None
-        self._lock = threading.Lock()
-
-    async def load(self) -> None:
-        await asyncio.to_thread(self._load)
-
-    async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        return await asyncio.to_thread(self._generate, jobs, monitor)
-
-    def memory_bytes(self) -> int:
-        """What the loaded pipeline holds; before loading, what its weights take on disk."""
-        if self._pipeline is not None:
-            return pipeline_bytes(self._pipeline)
-        return folder_weight_bytes(self.folder)
-
-    async def close(self) -> None:
-        with self._lock:
-            self._pipeline = None
-        release_cached_memory()
-
-    def _generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        import torch
-
-        pipeline = self._load()
-        with self._lock, torch.inference_mode():
-            return run_jobs(
-                lambda part, callback: self._call(pipeline, part, callback), jobs, monitor
-            )
-
-    def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Image.Image]:
-        import torch
-
-        width, height = jobs[0].width, jobs[0].height
-        result = pipeline(
-            prompt=[job.prompt for job in jobs],
-            negative_prompt=[job.negative_prompt or "" for job in jobs],
-            width=_generation_side(width, self.scale),
-            height=_generation_side(height, self.scale),
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
-            callback_on_step_end=callback,
+class TinyEngine(DiffusersEngine):
+    def __init__(self, spec: ModelSpec, options: TinyOptions, models_dir: Path) -> None:
+        self.folder = Path(options.folder or models_dir / "tiny-sd")
+        self.scale = options.scale
+        pipeline = DiffusersOptions(
+            source=str(self.folder),
+            steps=options.steps,
+            guidance=options.guidance,
+            dtype="float32",
+            device="cpu",
         )
-        return [image.resize((width, height), Image.Resampling.BICUBIC) for image in result.images]
+        super().__init__(spec, pipeline, str(self.folder))
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._pipeline is None:
-                from diffusers import AutoPipelineForText2Image
+    def _from_pretrained(self) -> Any:
+        if not (self.folder / "model_index.json").exists():
+            build_tiny_pipeline(self.folder)
+        return super()._from_pretrained()
 
-                if not (self.folder / "model_index.json").exists():
-                    build_tiny_pipeline(self.folder)
-                pipeline = AutoPipelineForText2Image.from_pretrained(self.folder)
-                pipeline.set_progress_bar_config(disable=True)
-                self._pipeline = pipeline
-            return self._pipeline
+    def _check_native_size(self, family: Family) -> None:
+        """Any native size suits it: it draws at a fraction of the size and resizes."""
+
+    def _drawn_size(self, width: int, height: int) -> tuple[int, int]:
+        return _drawn_side(width, self.scale), _drawn_side(height, self.scale)
 
 
-def _generation_side(side: int, scale: int) -> int:
+def _drawn_side(side: int, scale: int) -> int:
     return max(64, side // scale // 8 * 8)
 
 

@@ -1,5 +1,8 @@
 """One coroutine that polls every upstream task an engine waits for.
 
+The relay's tasks are asked for one at a time with Darkroom's own client (`fetch` is its
+`result`); what this module adds is that one loop serves them all, however many are in flight.
+
 Each task is polled when due: first `poll_seconds` after it was created (at least a second),
 then 1.5 times longer each time it is still running, up to `poll_max_seconds`. A failed poll
 counts against the task's `attempts` and is tried again with backoff; a run of failures, a
@@ -11,20 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from darkroom.backoff import Backoff
+from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
-from darkroom.engines.upstream.calls import CANCELED, UpstreamFailure, scrub
+from darkroom.engines.upstream.calls import UpstreamFailure, scrub
+from darkroom.engines.upstream.options import MIN_POLL_SECONDS, RelayOptions
+from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
-MIN_POLL_SECONDS = 1.0  # never poll one task more often than this
 
-Fetch = Callable[[str], Awaitable[dict[str, Any]]]  # upstream id -> the task object
+Fetch = Callable[[str], Awaitable[Task]]  # upstream id -> the task, as the upstream answers
 Cancel = Callable[[str], Awaitable[None]]
 
 
@@ -36,14 +41,24 @@ class PollTiming:
     attempts: int = 4  # polls in a row that may fail before the task does
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], attempts: int) -> PollTiming:
-        first = max(MIN_POLL_SECONDS, float(options.get("poll_seconds", cls.poll_seconds)))
+    def from_options(cls, options: RelayOptions) -> PollTiming:
+        first = max(MIN_POLL_SECONDS, options.poll_seconds)
         return cls(
             poll_seconds=first,
-            poll_max_seconds=max(first, float(options.get("poll_max_seconds", 10.0))),
-            task_timeout=float(options.get("task_timeout_seconds", cls.task_timeout)),
-            attempts=attempts,
+            poll_max_seconds=max(first, options.poll_max_seconds),
+            task_timeout=options.task_timeout_seconds,
+            attempts=options.attempts,
         )
+
+    @property
+    def polls(self) -> Backoff:
+        """Waits between polls of a running task: 1.5 times longer each time."""
+        return Backoff(first=self.poll_seconds, factor=1.5, cap=self.poll_max_seconds, jitter=False)
+
+    @property
+    def failed_polls(self) -> Backoff:
+        """Waits after failed polls: doubling, with jitter, never under a second."""
+        return Backoff(first=self.poll_seconds, cap=self.poll_max_seconds)
 
 
 @dataclass(eq=False)
@@ -54,9 +69,9 @@ class _Waiting:
     batch_progress: dict[str, float]  # shared by the tasks of one batch
     result: asyncio.Future[str]  # the result's URL
     due: float
-    interval: float
     deadline: float
-    failures: int = 0
+    polls: int = 0  # answers that said the task is still running
+    failures: int = 0  # polls in a row that failed
 
 
 class Poller:
@@ -91,7 +106,6 @@ class Poller:
             batch_progress=batch_progress,
             result=loop.create_future(),
             due=now + self.timing.poll_seconds,
-            interval=self.timing.poll_seconds,
             deadline=now + self.timing.task_timeout,
         )
         self._waiting[upstream_id] = waiting
@@ -137,7 +151,7 @@ class Poller:
         if waiting.result.done():
             return
         if waiting.monitor.is_canceled(waiting.job.task_id):
-            self._settle(waiting, error=GenerationError(CANCELED))
+            self._settle(waiting, error=TaskCanceled())
             self._in_background(self._cancel_quietly(waiting.upstream_id))
         elif now > waiting.deadline:
             message = (
@@ -161,19 +175,19 @@ class Poller:
             waiting.failures = 0
             self._answered(waiting, task, loop.time())
 
-    def _answered(self, waiting: _Waiting, task: dict[str, Any], now: float) -> None:
-        status = task.get("status")
-        if status == "done" and isinstance(task.get("url"), str):
-            self._settle(waiting, url=task["url"])
-        elif status in ("failed", "error"):
-            said = task.get("message")
+    def _answered(self, waiting: _Waiting, task: Task, now: float) -> None:
+        if task.done and isinstance(task.url, str):
+            self._settle(waiting, url=task.url)
+        elif task.failed:
+            said = task.message
             reason = scrub(said, self.secrets) if isinstance(said, str) else "no reason given"
             message = f"{self.provider} could not make the image: {reason}"
             self._settle(waiting, error=GenerationError(message))
         else:
-            self._report_progress(waiting, task.get("progress"))
-            waiting.interval = min(waiting.interval * 1.5, self.timing.poll_max_seconds)
-            waiting.due = now + waiting.interval
+            # As sent: a whole percent from Darkroom, maybe a fraction from another server.
+            self._report_progress(waiting, task.raw.get("progress"))
+            waiting.polls += 1
+            waiting.due = now + self.timing.polls.delay(waiting.polls)
 
     def _failed(self, waiting: _Waiting, failure: UpstreamFailure, now: float) -> None:
         waiting.failures += 1
@@ -182,8 +196,8 @@ class Poller:
             error = GenerationError(f"{failure.message}{tried}. Please try again later.")
             self._settle(waiting, error=error)
             return
-        backoff = self.timing.poll_seconds * 2 ** (waiting.failures - 1)
-        waiting.due = now + min(backoff, self.timing.poll_max_seconds) * random.uniform(1.0, 1.5)
+        pause = self.timing.failed_polls.delay(waiting.failures - 1)
+        waiting.due = now + max(pause, MIN_POLL_SECONDS)
         log.info("upstream poll failed", task_id=waiting.job.task_id, error=failure.message)
 
     @staticmethod

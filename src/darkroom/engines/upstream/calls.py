@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 import tenacity
 from PIL import Image
 
 from darkroom.engines.base import GenerationError, Job, Outcome
+from darkroom.engines.upstream.options import UpstreamOptions
+from darkroom.errors import Code, TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
 T = TypeVar("T")
@@ -31,30 +32,6 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
-CANCELED = "canceled"  # the message of a task its owner canceled, as the task store words it
-
-
-@dataclass(frozen=True)
-class UpstreamLimits:
-    """Catalog options every upstream engine reads, with their defaults."""
-
-    max_in_flight: int = 4
-    timeout_seconds: float = 120.0
-    attempts: int = 4  # tries per request, the first included
-    retry_initial_seconds: float = 1.0
-    retry_max_seconds: float = 30.0
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> UpstreamLimits:
-        return cls(
-            max_in_flight=max(1, int(options.get("max_in_flight", cls.max_in_flight))),
-            timeout_seconds=float(options.get("timeout_seconds", cls.timeout_seconds)),
-            attempts=max(1, int(options.get("attempts", cls.attempts))),
-            retry_initial_seconds=float(
-                options.get("retry_initial_seconds", cls.retry_initial_seconds)
-            ),
-            retry_max_seconds=float(options.get("retry_max_seconds", cls.retry_max_seconds)),
-        )
 
 
 class UpstreamFailure(Exception):
@@ -109,7 +86,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 class Upstream:
     """One engine's connection policy to its provider."""
 
-    def __init__(self, provider: str, limits: UpstreamLimits) -> None:
+    def __init__(self, provider: str, limits: UpstreamOptions) -> None:
         self.provider = provider
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.max_in_flight)
@@ -118,16 +95,13 @@ class Upstream:
         self, request: Callable[[], Awaitable[T]], *, canceled: Callable[[], bool] | None = None
     ) -> T:
         """`request()` within the in-flight limit and the timeout, tried again on a retryable
-        failure. Raises GenerationError when it cannot succeed, or once `canceled()` is true
-        before a try."""
+        failure. Raises GenerationError when it cannot succeed, or TaskCanceled once
+        `canceled()` is true before a try."""
         limits = self.limits
+        backoff = limits.backoff
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(limits.attempts),
-            wait=tenacity.wait_exponential_jitter(
-                initial=limits.retry_initial_seconds,
-                max=limits.retry_max_seconds,
-                jitter=limits.retry_initial_seconds,
-            ),
+            wait=lambda state: backoff.delay(state.attempt_number - 1),
             retry=tenacity.retry_if_exception(
                 lambda exc: isinstance(exc, UpstreamFailure) and exc.retryable
             ),
@@ -150,7 +124,7 @@ class Upstream:
         async with self._slots:
             # Checked once a slot is free: a task canceled while it queued costs no request.
             if canceled is not None and canceled():
-                raise GenerationError(CANCELED)
+                raise TaskCanceled()
             try:
                 async with asyncio.timeout(self.limits.timeout_seconds):
                     return await request()
@@ -186,7 +160,7 @@ def prompt_blocked(provider: str, reason: str | None = None) -> GenerationError:
     said = f" ({scrub(reason)})" if reason else ""
     return GenerationError(
         f"The prompt was blocked by {provider}'s content safety check{said} "
-        "(code 1002); rephrase it and try again."
+        f"(code {Code.UNSAFE_PROMPT:d}); rephrase it and try again."
     )
 
 
@@ -195,5 +169,5 @@ def image_blocked(provider: str, reason: str | None = None) -> GenerationError:
     said = f" ({scrub(reason)})" if reason else ""
     return GenerationError(
         f"The image was blocked by {provider}'s safety filter{said}: sensitive content "
-        "(code 1001); change the prompt and try again."
+        f"(code {Code.SENSITIVE_CONTENT:d}); change the prompt and try again."
     )

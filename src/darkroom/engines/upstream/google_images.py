@@ -22,21 +22,20 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream.calls import (
     Upstream,
-    UpstreamLimits,
     connection_failure,
     each_job,
     http_failure,
     image_blocked,
     prompt_blocked,
 )
+from darkroom.engines.upstream.options import GoogleOptions
 
 PROVIDER = "Google"
-DEFAULT_MODEL = "imagen-3.0-generate-002"
 DEFAULT_LOCATION = "us-central1"
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 IMAGEN_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
@@ -53,16 +52,14 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> GoogleEngine:
     return GoogleEngine(spec)
 
 
-class GoogleEngine:
+class GoogleEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
-        options = spec.options
+        options = GoogleOptions.of(spec)
         self.spec = spec
-        self.model = str(options.get("upstream_model", DEFAULT_MODEL))
+        self.model = options.upstream_model
         self.imagen = self.model.startswith("imagen")
-        self.ratios = tuple(
-            options.get("aspect_ratios", IMAGEN_RATIOS if self.imagen else GEMINI_RATIOS)
-        )
-        self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
+        self.ratios = options.aspect_ratios or (IMAGEN_RATIOS if self.imagen else GEMINI_RATIOS)
+        self.upstream = Upstream(PROVIDER, options)
         self._secrets: list[str] = []
         self._client = self._connect(options)
 
@@ -74,17 +71,17 @@ class GoogleEngine:
 
     # -- connection ----------------------------------------------------------------------
 
-    def _connect(self, options: dict[str, Any]) -> Any:
+    def _connect(self, options: GoogleOptions) -> Any:
         from google import genai
         from google.genai import types
 
         http_options = types.HttpOptions(
-            base_url=options.get("base_url"),
+            base_url=options.base_url,
             timeout=int(self.upstream.limits.timeout_seconds * 1000),  # milliseconds
             retry_options=types.HttpRetryOptions(attempts=1),  # Upstream.call retries
         )
         if self._uses_vertex(options):
-            project = options.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            project = options.project or os.environ.get("GOOGLE_CLOUD_PROJECT")
             if not project:
                 raise CatalogError(
                     f'model "{self.spec.id}": Vertex AI needs project (or GOOGLE_CLOUD_PROJECT)'
@@ -92,9 +89,9 @@ class GoogleEngine:
             return genai.Client(
                 vertexai=True,
                 project=project,
-                location=options.get("location")
+                location=options.location
                 or os.environ.get("GOOGLE_CLOUD_LOCATION", DEFAULT_LOCATION),
-                credentials=_service_account(options.get("credentials_file")),
+                credentials=_service_account(options.credentials_file),
                 http_options=http_options,
             )
         key = _api_key(options)
@@ -112,13 +109,10 @@ class GoogleEngine:
         return genai.Client(api_key=key, http_options=http_options)
 
     @staticmethod
-    def _uses_vertex(options: dict[str, Any]) -> bool:
-        backend = options.get("backend")
-        if backend in ("vertex", "gemini"):
-            return backend == "vertex"
-        if backend is not None:
-            raise CatalogError('google engine: backend must be "vertex" or "gemini"')
-        return bool(options.get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT"))
+    def _uses_vertex(options: GoogleOptions) -> bool:
+        if options.backend is not None:
+            return options.backend == "vertex"
+        return bool(options.project or os.environ.get("GOOGLE_CLOUD_PROJECT"))
 
     # -- generation ----------------------------------------------------------------------
 
@@ -222,8 +216,8 @@ def _service_account(path: str | None) -> Any:
         raise CatalogError(f"cannot read the service-account file {path}: {exc}") from exc
 
 
-def _api_key(options: dict[str, Any]) -> str:
-    names = [options["api_key_env"]] if "api_key_env" in options else list(API_KEY_ENVS)
+def _api_key(options: GoogleOptions) -> str:
+    names = [options.api_key_env] if options.api_key_env is not None else list(API_KEY_ENVS)
     return next((os.environ[name] for name in names if os.environ.get(name)), "")
 
 

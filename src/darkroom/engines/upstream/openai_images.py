@@ -17,21 +17,19 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream.calls import (
     Upstream,
-    UpstreamLimits,
     connection_failure,
     each_job,
     http_failure,
     prompt_blocked,
 )
+from darkroom.engines.upstream.options import OpenAIOptions
 
 PROVIDER = "OpenAI"
-DEFAULT_MODEL = "gpt-image-1"
-DEFAULT_SIZES = ("1024x1024", "1536x1024", "1024x1536")
 # The error codes OpenAI answers a refused prompt with (HTTP 400).
 MODERATION_CODES = {"moderation_blocked", "content_policy_violation"}
 
@@ -40,26 +38,26 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> OpenAIEngine:
     return OpenAIEngine(spec)
 
 
-class OpenAIEngine:
+class OpenAIEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
         import openai
 
-        options = spec.options
+        options = OpenAIOptions.of(spec)
         self.spec = spec
-        self.model = str(options.get("upstream_model", DEFAULT_MODEL))
-        self.sizes = tuple(options.get("sizes", DEFAULT_SIZES))
-        self.extra = {k: options[k] for k in ("quality", "moderation") if k in options}
+        self.model = options.upstream_model
+        self.sizes = options.sizes
+        passed = {"quality": options.quality, "moderation": options.moderation}
+        self.extra = {k: v for k, v in passed.items() if v is not None}
         if self.model.startswith("dall-e"):
             self.extra["response_format"] = "b64_json"  # gpt-image models always send base64
-        key_env = str(options.get("api_key_env", "OPENAI_API_KEY"))
-        self._key = os.environ.get(key_env, "")
+        self._key = os.environ.get(options.api_key_env, "")
         if not self._key:
-            raise CatalogError(f'model "{spec.id}": set {key_env} to an OpenAI API key')
-        self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
+            raise CatalogError(f'model "{spec.id}": set {options.api_key_env} to an OpenAI API key')
+        self.upstream = Upstream(PROVIDER, options)
         self._client = openai.AsyncOpenAI(
             api_key=self._key,
-            base_url=options.get("base_url"),
-            organization=options.get("organization"),
+            base_url=options.base_url,
+            organization=options.organization,
             timeout=self.upstream.limits.timeout_seconds,
             max_retries=0,
         )

@@ -6,70 +6,92 @@ Catalog options: `base_url` (required), `api_key_env` (the variable holding the 
 default DARKROOM_RELAY_API_KEY), `upstream_model` (default: the same id), `aspect_ratios`
 (those the upstream model takes, when fewer than ours), the polling options of _poller.py
 (`poll_seconds`, `poll_max_seconds`, `task_timeout_seconds`) and the common limits of
-calls.py.
+calls.py (upstream/options.py checks them all).
 
 Each job: create the upstream task (with retries), wait for it (one poller serves every task
-of the engine), download the result.
+of the engine), download the result. Requests, answers and their error codes are Darkroom's own
+client's (darkroom/client), with its retries off: this engine's limits, timeouts and retries
+are calls.py's, like every upstream engine's, and only its answers decide what may be retried.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-import httpx
 import structlog
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.client import AsyncClient, RetryPolicy, flows
+from darkroom.client.errors import ConnectionFailed, DownloadError, UnexpectedResponse
+from darkroom.client.models import Task
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
-from darkroom.engines.sizes import RATIOS
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream._poller import Poller, PollTiming
 from darkroom.engines.upstream.calls import (
     Upstream,
     UpstreamFailure,
-    UpstreamLimits,
     connection_failure,
     each_job,
     http_failure,
     scrub,
 )
+from darkroom.engines.upstream.options import RelayOptions
+from darkroom.errors import ApiError, Code, DarkroomError
 
 log = structlog.get_logger("darkroom.engines.relay")
+T = TypeVar("T")
 PROVIDER = "The upstream image service"
-DEFAULT_KEY_ENV = "DARKROOM_RELAY_API_KEY"
-# Media API codes that may pass: internal error, overloaded.
-_PASSING_CODES = {1, 6}
-_OPERATOR_CODES = {2: "refused this server's key", 5: "has no balance left", 7: "refused the model"}
+RESULT_LINK = f"{PROVIDER}'s result link"
+# Media API codes that may pass (an internal error, an overloaded server), codes only this
+# server's operator can act on, and the refusals a user can act on.
+_PASSING_CODES = {Code.INTERNAL, Code.OVERLOADED}
+_OPERATOR_CODES = {
+    Code.BAD_KEY: "refused this server's key",
+    Code.NO_BALANCE: "has no balance left",
+    Code.MODEL_NOT_ALLOWED: "refused the model",
+}
+_REFUSAL_CODES = {Code.SENSITIVE_CONTENT, Code.UNSAFE_PROMPT}
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
     return RelayEngine(spec)
 
 
-class RelayEngine:
+class UpstreamClient(AsyncClient):
+    """Darkroom's own client, reading a result into memory instead of into a file."""
+
+    async def image(self, url: str) -> bytes:
+        """The bytes behind a result link, fetched as a plain GET: the key is never sent to
+        the storage host the link points at."""
+        return await self._run(flows.download(url, self.retry))
+
+
+class RelayEngine(Engine):
     def __init__(self, spec: ModelSpec) -> None:
-        options = spec.options
+        options = RelayOptions.of(spec)
         self.spec = spec
-        if not options.get("base_url"):
-            raise CatalogError(f'model "{spec.id}": the relay engine needs a base_url')
-        self.base_url = str(options["base_url"]).rstrip("/")
-        self.model = str(options.get("upstream_model", spec.id))
-        self.ratios = tuple(options.get("aspect_ratios", RATIOS))
-        key_env = str(options.get("api_key_env", DEFAULT_KEY_ENV))
-        self._key = os.environ.get(key_env, "")
+        self.model = options.upstream_model or spec.id
+        self.ratios = options.aspect_ratios
+        self._key = os.environ.get(options.api_key_env, "")
         if not self._key:
-            raise CatalogError(f'model "{spec.id}": set {key_env} to the upstream API key')
-        self.upstream = Upstream(PROVIDER, UpstreamLimits.from_options(options))
-        # No default headers: the key goes to the API only, never to the storage host that a
-        # result link points at.
-        self._http = httpx.AsyncClient(timeout=self.upstream.limits.timeout_seconds)
+            raise CatalogError(
+                f'model "{spec.id}": set {options.api_key_env} to the upstream API key'
+            )
+        self.upstream = Upstream(PROVIDER, options)
+        self._client = UpstreamClient(
+            options.base_url,
+            self._key,
+            timeout=options.timeout_seconds,
+            retry=RetryPolicy(attempts=1),  # Upstream.call owns the retries
+        )
         self._poller = Poller(
             self._fetch,
             self._cancel,
-            PollTiming.from_options(options, self.upstream.limits.attempts),
+            PollTiming.from_options(options),
             provider=PROVIDER,
             secrets=[self._key],
         )
@@ -80,61 +102,69 @@ class RelayEngine:
 
     async def close(self) -> None:
         await self._poller.close()
-        await self._http.aclose()
+        await self._client.close()
 
     # -- one job -------------------------------------------------------------------------
 
     async def _relay(
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> Image.Image:
-        upstream_id = await self.upstream.call(
-            lambda: self._create(job), canceled=lambda: monitor.is_canceled(job.task_id)
+        task = await self.upstream.call(
+            lambda: self._asked(self._create(job)),
+            canceled=lambda: monitor.is_canceled(job.task_id),
         )
-        log.info("relayed", task_id=job.task_id, upstream_id=upstream_id)
-        url = await self._poller.wait(job, upstream_id, monitor, batch_progress)
-        data = await self.upstream.call(lambda: self._download(url))
+        log.info("relayed", task_id=job.task_id, upstream_id=task.id)
+        url = await self._poller.wait(job, task.id, monitor, batch_progress)
+        data = await self.upstream.call(lambda: self._asked(self._client.image(url), RESULT_LINK))
         return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
 
-    async def _create(self, job: Job) -> str:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": job.prompt,
-            "ar": _images.provider_ratio(self.spec, job.width, job.height, self.ratios),
-            "seed": job.seed,  # Darkroom honours it; the hosted service ignores unknown fields
-        }
-        if job.negative_prompt:
-            body["negative_prompt"] = job.negative_prompt
-        if job.images:
-            body["images"] = list(job.images)
-        task = await self._api("/v1/media/create", body)
-        if not isinstance(task.get("id"), str):
-            raise UpstreamFailure(f"{PROVIDER} answered without a task id", retryable=True)
-        return task["id"]
+    def _create(self, job: Job) -> Awaitable[Task]:
+        return self._client.create(
+            job.prompt,
+            self.model,
+            _images.provider_ratio(self.spec, job.width, job.height, self.ratios),
+            seed=job.seed,  # Darkroom honours it; the hosted service ignores unknown fields
+            negative_prompt=job.negative_prompt or None,
+            images=list(job.images) or None,
+        )
 
-    async def _api(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POSTs to the media API and returns its answer, or raises what went wrong."""
-        try:
-            response = await self._http.post(
-                f"{self.base_url}{path}", json=body, headers={"Authorization": self._key}
-            )
-        except httpx.TransportError as exc:
-            raise connection_failure(PROVIDER, exc) from None
-        if response.status_code != 200:
-            raise http_failure(PROVIDER, response.status_code, None, [self._key])
-        try:
-            answer = response.json()
-        except ValueError:
-            raise UpstreamFailure(f"{PROVIDER} answered with no JSON", retryable=True) from None
-        code = answer.get("code", 0) if isinstance(answer, dict) else None
-        if code != 0:
-            raise self._api_failure(
-                code, answer.get("message") if isinstance(answer, dict) else None
-            )
-        return answer
+    async def _fetch(self, upstream_id: str) -> Task:
+        """One poll, without retries: the poller spaces out a failed poll's next try."""
+        return await self.upstream.once(lambda: self._asked(self._client.result(upstream_id)))
 
-    def _api_failure(self, code: Any, message: Any) -> Exception:
-        said = scrub(message, [self._key]) if isinstance(message, str) else "no reason given"
-        if code in (1001, 1002):
+    async def _cancel(self, upstream_id: str) -> None:
+        await self.upstream.once(lambda: self._asked(self._client.cancel(upstream_id)))
+
+    async def _asked(self, request: Awaitable[T], who: str = PROVIDER) -> T:
+        """Awaits a call of the client, its errors translated."""
+        try:
+            return await request
+        except DarkroomError as exc:
+            raise self._failure(exc, who) from None
+
+    # -- what went wrong -----------------------------------------------------------------
+
+    def _failure(self, exc: DarkroomError, who: str = PROVIDER) -> Exception:
+        """The client's error as a failure this engine retries or not, in words for users."""
+        if isinstance(exc, DownloadError) and isinstance(exc.__cause__, UnexpectedResponse):
+            exc = exc.__cause__  # a 429 or 5xx from the storage host: it may pass
+        if isinstance(exc, ConnectionFailed):
+            return connection_failure(PROVIDER, exc.__cause__ or exc)
+        if isinstance(exc, UnexpectedResponse) and exc.status_code != 200:
+            return http_failure(who, exc.status_code, None, [self._key])
+        if isinstance(exc, UnexpectedResponse):
+            return UpstreamFailure(
+                f"{who} answered with something other than a task", retryable=True
+            )
+        if isinstance(exc, DownloadError):
+            return UpstreamFailure(f"{who}: {exc.message}", retryable=False)
+        if isinstance(exc, ApiError):
+            return self._api_failure(int(exc.code or Code.INTERNAL), exc.message)
+        return exc
+
+    def _api_failure(self, code: int, message: str) -> Exception:
+        said = scrub(message, [self._key]) if message else "no reason given"
+        if code in _REFUSAL_CODES:
             return GenerationError(f"{PROVIDER} refused the request: {said} (code {code}).")
         if code in _PASSING_CODES:
             return UpstreamFailure(
@@ -142,28 +172,10 @@ class RelayEngine:
             )
         if code in _OPERATOR_CODES:
             return UpstreamFailure(
-                f"{PROVIDER} {_OPERATOR_CODES[code]} (code {code}); please tell the operator "
-                "of this service",
+                f"{PROVIDER} {_OPERATOR_CODES[Code(code)]} (code {code}); please tell the "
+                "operator of this service",
                 retryable=False,
             )
         return UpstreamFailure(
             f"{PROVIDER} refused the request (code {code}: {said})", retryable=False
         )
-
-    async def _download(self, url: str) -> bytes:
-        try:
-            response = await self._http.get(url, follow_redirects=True)
-        except httpx.TransportError as exc:
-            raise connection_failure(PROVIDER, exc) from None
-        if response.status_code != 200:
-            raise http_failure(f"{PROVIDER}'s result link", response.status_code, None, [])
-        return response.content
-
-    async def _fetch(self, upstream_id: str) -> dict[str, Any]:
-        """One poll, without retries: the poller spaces out a failed poll's next try."""
-        return await self.upstream.once(
-            lambda: self._api("/v1/media/result", {"task_id": upstream_id})
-        )
-
-    async def _cancel(self, upstream_id: str) -> None:
-        await self.upstream.once(lambda: self._api("/v1/media/cancel", {"task_id": upstream_id}))
