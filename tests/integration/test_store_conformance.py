@@ -262,7 +262,7 @@ async def test_a_failed_task_gives_its_credit_back_exactly_once(queue):
     assert await queue.credits() == 5
 
 
-async def test_a_key_without_a_balance_is_never_charged(queue, db):
+async def test_a_key_without_a_balance_is_never_charged(queue):
     _, unmetered = await queue.keys.create("unmetered")
     for index in range(3):
         await queue.store.create(new_task(unmetered, index), unmetered, max_queue=100)

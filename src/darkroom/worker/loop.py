@@ -120,7 +120,7 @@ class Worker:
 
     async def _process_next_batch(self) -> bool:
         """Runs one batch through the four steps; False when there was none to claim."""
-        # 1. Claim
+        # 1. Claim: lease the oldest ready task and the tasks of its batch key
         limit = max(
             (self.catalog[m].max_batch for m in self.models if m in self.catalog), default=1
         )
@@ -129,7 +129,7 @@ class Worker:
         )
         if not batch:
             return False
-        # 2. Fill
+        # 2. Fill: trim to the model's max_batch, wait up to batch_wait_ms for more
         try:
             await self._fill_batch(batch)
         except Exception:
@@ -141,9 +141,9 @@ class Worker:
             return True
         monitor = BatchMonitor()
         async with self._heartbeat([task.id for task in batch], monitor):
-            # 3. Generate
+            # 3. Generate: one engine call for the batch, an outcome per task
             outcomes = await self._generate(batch, monitor)
-            # 4. Store and finish
+            # 4. Store and finish: each image stored, each task finished under its lease
             for task, outcome in zip(batch, outcomes, strict=True):
                 await self._finish(task, outcome)
         return True
