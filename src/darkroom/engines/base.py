@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from PIL import Image
 
@@ -25,7 +25,6 @@ class Job:
     seed: int
     negative_prompt: str | None = None
     images: tuple[str, ...] = ()
-    options: dict[str, Any] | None = None
 
 
 # An engine answers each job with an image, or with the reason that job alone failed.

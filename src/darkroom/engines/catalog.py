@@ -15,7 +15,6 @@ catalog that cannot work stops the node at start (docs/models.md lists every opt
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,12 +68,6 @@ class ModelSpec:
 
     def size_for(self, ratio: str) -> tuple[int, int]:
         return size_for(ratio, self.native_size)
-
-    def batch_key(self, width: int, height: int, params: dict[str, Any]) -> str:
-        """Tasks with equal keys can share one engine call. Seeds and prompts may differ;
-        anything that changes the pipeline call's shape may not."""
-        shared = {k: v for k, v in params.items() if k in ("steps", "guidance")}
-        return f"{self.id}|{width}x{height}|{json.dumps(shared, sort_keys=True)}"
 
 
 _SPEC_FIELDS = {

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from darkroom.backoff import Backoff
 from darkroom.db import Connection, Database, tasks
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import ApiKey, balance
@@ -33,9 +34,12 @@ LEASE_LOST_MESSAGE = (
 State = dict[str, Any]
 
 
+# Seconds before a failed attempt is tried again: 2, 4, 8, ... capped at a minute.
+RETRY_BACKOFF = Backoff(first=1.0, factor=2.0, cap=60.0, jitter=False)
+
+
 def retry_delay(attempt: int) -> float:
-    """Seconds before a failed attempt is tried again: 2, 4, 8, ... capped at a minute."""
-    return min(2.0**attempt, 60.0)
+    return RETRY_BACKOFF.delay(attempt)
 
 
 class QueueFull(Exception):

@@ -16,13 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 
+from darkroom.backoff import Backoff
 from darkroom.config import Settings
 from darkroom.db import Database
 
 log = structlog.get_logger("darkroom.wakeup")
 
 CHANNEL = "darkroom_tasks"
-LISTENER_NAME = "darkroom-listen"  # its application_name, to tell it apart in pg_stat_activity
+LISTENER_NAME = "darkroom-listen"
+# Between attempts to bring the LISTEN connection back: 0.5 s doubling to 10 s.
+RECONNECT_BACKOFF = Backoff(
+    first=0.5, factor=2.0, cap=10.0, jitter=False
+)  # its application_name, to tell it apart in pg_stat_activity
 
 
 class Wakeup:
@@ -109,7 +114,7 @@ class PostgresWakeup(Wakeup):
     async def _listen_forever(self) -> None:
         import asyncpg
 
-        backoff = 0.5
+        failures = 0
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -118,7 +123,7 @@ class PostgresWakeup(Wakeup):
                 )
                 await self._listen_on(conn)
                 log.warning("LISTEN connection closed; polling until it is back")
-                backoff = 0.5
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -128,8 +133,8 @@ class PostgresWakeup(Wakeup):
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         conn.terminate()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 10.0)
+            await asyncio.sleep(RECONNECT_BACKOFF.delay(failures))
+            failures += 1
 
     async def _listen_on(self, conn: Any) -> None:
         """Returns when the connection is lost."""

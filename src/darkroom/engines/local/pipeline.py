@@ -195,15 +195,14 @@ class DiffusersEngine(Engine):
         import torch
 
         assert self.family is not None
-        options = jobs[0].options or {}  # equal across the batch: they are in its batch key
         width, height = jobs[0].width, jobs[0].height
         drawn_width, drawn_height = self._drawn_size(width, height)
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
             "width": drawn_width,
             "height": drawn_height,
-            "num_inference_steps": int(options.get("steps", self.steps)),
-            "guidance_scale": float(options.get("guidance", self.guidance)),
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
             "generator": [torch.Generator(self.device).manual_seed(job.seed) for job in jobs],
             "callback_on_step_end": callback,
             **self.family.call_arguments,
