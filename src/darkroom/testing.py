@@ -38,7 +38,7 @@ from PIL import Image
 
 from darkroom import errors
 from darkroom.engines import base, catalog
-from darkroom.storage import signing
+from darkroom.storage import local, signing
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
@@ -188,6 +188,13 @@ class InMemoryStorage:
     async def delete(self, keys: list[str]) -> None:
         for key in keys:
             self.files.pop(key, None)
+
+    async def get(self, key: str) -> bytes | None:
+        stored = self.files.get(key)
+        return stored.data if stored is not None else None
+
+    def key_of(self, url: str) -> str | None:
+        return local.signed_key(url, f"{self.base_url}/", self.secret)
 
     def transport(self) -> httpx.MockTransport:
         """An httpx transport that answers GETs of this storage's links, for

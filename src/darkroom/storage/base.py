@@ -1,4 +1,5 @@
-"""The storage interface: put bytes under a key, hand out a link that expires, delete."""
+"""The storage interface: put bytes under a key, hand out a link that expires, delete; read a
+file back, and tell one of its own links from any other URL."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ class Storage(Protocol):
         ...
 
     async def delete(self, keys: list[str]) -> None: ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file (any more)."""
+        ...
+
+    def key_of(self, url: str) -> str | None:
+        """The key, when `url` is a link this storage handed out and it still holds (a client
+        naming one of this server's own files, which is read here rather than fetched)."""
+        ...
 
 
 def result_key(task_id: str, retention_hours: float) -> str:

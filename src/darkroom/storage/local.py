@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from darkroom.storage.signing import sign
+from darkroom.storage.signing import sign, verify
 
 
 class LocalStorage:
@@ -43,6 +43,18 @@ class LocalStorage:
         query = urlencode({"expires": expires, "sig": sign(self.secret, key, expires)})
         return f"{self.base_url}/files/{quote(key)}?{query}"
 
+    async def get(self, key: str) -> bytes | None:
+        path = self.path(key)
+        if path is None:
+            return None
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def key_of(self, url: str) -> str | None:
+        return signed_key(url, f"{self.base_url}/files/", self.secret)
+
     async def delete(self, keys: list[str]) -> None:
         await asyncio.to_thread(self._unlink, keys)
 
@@ -52,3 +64,14 @@ class LocalStorage:
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def signed_key(url: str, prefix: str, secret: bytes) -> str | None:
+    """The key of a link `<prefix><key>?expires=..&sig=..` whose signature holds."""
+    if not url.startswith(prefix):
+        return None
+    parts = urlsplit(url)
+    key = unquote(parts.path[len(urlsplit(prefix).path) :])
+    query = parse_qs(parts.query)
+    expires, signature = query.get("expires", [""])[0], query.get("sig", [""])[0]
+    return key if key and not verify(secret, key, expires, signature) else None

@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import os
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import boto3
 import structlog
@@ -102,6 +102,26 @@ class S3Storage:
         )
         signer.add_auth(request)
         return request.url
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            answer = await asyncio.to_thread(self.client.get_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return await asyncio.to_thread(answer["Body"].read)
+
+    def key_of(self, url: str) -> str | None:
+        """The key of a link to this bucket. The presigned signature is not checked here (S3
+        checks it when it serves a link): a result's key holds its task id, which nobody can
+        guess, so naming a key one was not given reads nothing."""
+        base = self._object_url("")
+        parts = urlsplit(url)
+        if not url.startswith(base) or "X-Amz-Signature" not in parts.query:
+            return None
+        key = unquote(parts.path[len(urlsplit(base).path) :])
+        return key or None
 
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
