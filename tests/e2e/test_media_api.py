@@ -12,7 +12,7 @@ from PIL import Image
 from tests.support.servers import wait_for_status
 from tests.support.spec import SPEC_TABLE
 
-CREATE_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url"]
+CREATE_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url", "cost"]
 
 
 def create(client: httpx.Client, **body) -> dict:
@@ -67,7 +67,7 @@ def test_result_by_post_body_get_query_post_query_and_get_body(client):
 def test_task_reaches_done_with_a_link_that_a_plain_get_downloads(client, darkroom):
     task = wait_for_status(client, create(client, ar="16:9")["id"])
     assert task["status"] == "done"
-    assert list(task)[:7] == CREATE_KEYS
+    assert list(task)[:8] == CREATE_KEYS
     url = task["url"]
     assert url.startswith(f"{darkroom.base_url}/files/exp48h/{task['id']}_result.webp?")
     download = httpx.get(url)  # no headers at all

@@ -11,7 +11,7 @@ from tests.support.catalogs import slow_catalog
 from tests.support.media import client_for, create
 from tests.support.servers import Darkroom, running, wait_for_status
 
-SPEC_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url"]
+SPEC_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url", "cost"]
 
 
 @pytest.fixture(scope="module")

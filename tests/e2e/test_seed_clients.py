@@ -32,7 +32,7 @@ SEED_SIZE_9_21 = (640, 1536)
 def assert_seed_created(task: dict) -> None:
     assert task["code"] == 0 and task["status"] == "idle" and task["url"] is None
     assert task["prompt"] == PROMPT + " --ar 9:21"
-    assert list(task) == ["code", "id", "model", "prompt", "created_at", "status", "url"]
+    assert list(task) == ["code", "id", "model", "prompt", "created_at", "status", "url", "cost"]
 
 
 def assert_webp_of_size(data: bytes, size: tuple[int, int]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,7 @@ async def test_a_leader_that_dies_is_replaced_after_its_lease(db):
 async def test_the_leader_rescues_expired_leases_and_sweeps_expired_results(apps):
     node = apps[0]
     await node.migrate()
-    _, key = await node.keys.create("unit", credits=2)
+    _, key = await node.keys.create("unit", balance=Decimal(2))
     await node.store.create(new_task(key, 0), key, max_queue=10)
     await node.store.create(new_task(key, 1), key, max_queue=10)
     orphan, old = await node.store.claim("dead-worker", limit=2, lease_seconds=-1)

@@ -1,6 +1,6 @@
 """The task store's contract, run on every backend (SQLite and PostgreSQL), as river runs one
 driver suite on each of its drivers: the claim, the lease fence, cancel, the rescue of expired
-leases, release, and the credits that creating and failing move. What only one backend has
+leases, release, and the money that creating, failing and canceling move. What only one backend has
 (SKIP LOCKED under concurrency, a failed SQLite commit) is tested in test_postgres.py and
 test_sqlite_database.py."""
 
@@ -9,18 +9,23 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 
 from darkroom.db import Database
 from darkroom.keys import ApiKey, KeyStore
-from darkroom.tasks import InsufficientCredits, QueueFull, Task, TaskStatus, TaskStore
+from darkroom.tasks import InsufficientFunds, QueueFull, Task, TaskStatus, TaskStore
 from darkroom.tasks.model import batch_key
 from darkroom.tasks.store import LEASE_LOST_MESSAGE
 from tests.support.tasks import DATABASES, migrated_database, new_task
 
 OWNER, OTHER = "worker-under-test", "another-worker"
 EXPIRED = -1.0  # a lease that has run out as soon as it is taken
+# Each task costs a tenth, which binary floats cannot hold: a balance kept in floats drifts
+# after a few charges and refunds, and a key with exactly enough would be refused.
+PRICE = Decimal("0.1")
+FULL = 5 * PRICE  # the key's balance: five tasks
 
 
 @pytest.fixture(params=DATABASES)
@@ -32,7 +37,7 @@ async def db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database
 
 @dataclass
 class Queue:
-    """A store, its keys, and one key with a balance of five credits."""
+    """A store, its keys, and one key with a balance of five tasks at PRICE."""
 
     store: TaskStore
     keys: KeyStore
@@ -41,7 +46,7 @@ class Queue:
     async def add(self, count: int = 1, model: str = "tiny-512", **fields: object) -> list[Task]:
         created = []
         for index in range(count):
-            new = new_task(self.key, index, model, **fields)  # type: ignore[arg-type]
+            new = new_task(self.key, index, model, cost=PRICE, **fields)  # type: ignore[arg-type]
             created.append(await self.store.create(new, self.key, max_queue=100))
         return created
 
@@ -49,8 +54,9 @@ class Queue:
         [task] = await self.store.claim(owner, limit=1, lease_seconds=lease_seconds)
         return task
 
-    async def credits(self) -> int | None:
-        return next(k.credits for k in await self.keys.list() if k.id == self.key.id)
+    async def balance(self, key: ApiKey | None = None) -> Decimal | None:
+        key_id = (key or self.key).id
+        return next(k.balance for k in await self.keys.list() if k.id == key_id)
 
     async def status(self, task: Task) -> Task:
         found = await self.store.get(task.id)
@@ -61,7 +67,7 @@ class Queue:
 @pytest.fixture
 async def queue(db: Database) -> Queue:
     keys = KeyStore(db)
-    _, key = await keys.create("unit", credits=5)
+    _, key = await keys.create("unit", balance=FULL)
     return Queue(TaskStore(db), keys, key)
 
 
@@ -120,7 +126,7 @@ async def test_a_task_given_back_after_an_error_waits_for_its_retry_delay(queue)
     again = await queue.status(task)
     assert again.status is TaskStatus.IDLE and again.run_after > time.time()
     assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
-    assert await queue.credits() == 4  # no refund: it is still going to run
+    assert await queue.balance() == FULL - PRICE  # no refund: it is still going to run
 
 
 # -- the fence ------------------------------------------------------------------------------------
@@ -155,16 +161,16 @@ async def test_the_heartbeat_extends_the_lease_and_records_progress(queue):
 # -- cancel ---------------------------------------------------------------------------------------
 
 
-async def test_canceling_an_idle_task_fails_it_at_once_with_its_credit_back(queue):
+async def test_canceling_an_idle_task_fails_it_at_once_with_its_cost_back(queue):
     [task] = await queue.add()
-    assert await queue.credits() == 4
+    assert await queue.balance() == FULL - PRICE
     canceled = await queue.store.cancel(task.id, queue.key.id)
     assert canceled is not None
     assert (canceled.status, canceled.message) == ("failed", "canceled")
     assert canceled.cancel_requested and canceled.finished_at is not None
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
     assert await queue.store.cancel(task.id, queue.key.id) == canceled  # a second cancel: no-op
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
     assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
 
 
@@ -183,7 +189,7 @@ async def test_an_engine_error_after_a_cancel_ends_the_task_instead_of_retrying(
     after = await queue.status(task)
     assert after.status is TaskStatus.FAILED and after.message == "canceled"
     assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
 
 
 async def test_a_release_after_a_cancel_ends_the_task_instead_of_requeueing_it(queue):
@@ -192,7 +198,7 @@ async def test_a_release_after_a_cancel_ends_the_task_instead_of_requeueing_it(q
     after = await queue.status(task)
     assert after.status is TaskStatus.FAILED and after.message == "canceled"
     assert await queue.store.claim(OWNER, limit=1, lease_seconds=30) == []
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
 
 
 # -- release and the rescue of expired leases ----------------------------------------------------
@@ -204,7 +210,7 @@ async def test_a_task_not_canceled_still_goes_back_to_the_queue(queue):
     assert await queue.store.release([task], OWNER) == 1
     released = await queue.status(task)
     assert released.status is TaskStatus.IDLE and released.lease_owner is None
-    assert await queue.credits() == 4
+    assert await queue.balance() == FULL - PRICE
     assert (await queue.claim_one()).attempt == 1  # the released attempt did not count
 
 
@@ -220,7 +226,7 @@ async def test_an_expired_lease_goes_back_to_the_queue_until_the_last_attempt(qu
     assert await queue.store.requeue_expired() == (0, 1)
     failed = await queue.status(last)
     assert (failed.status, failed.message) == ("failed", LEASE_LOST_MESSAGE)
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
     assert await queue.store.requeue_expired() == (0, 0)
 
 
@@ -238,41 +244,79 @@ async def test_a_canceled_task_whose_lease_expired_ends_canceled(queue):
     assert await queue.store.requeue_expired() == (0, 0)
     after = await queue.status(task)
     assert (after.status, after.message) == ("failed", "canceled")
-    assert await queue.credits() == 5
+    assert await queue.balance() == FULL
 
 
-# -- credits and the queue's bound ---------------------------------------------------------------
+# -- money and the queue's bound ------------------------------------------------------------------
 
 
-async def test_creating_charges_a_credit_and_a_key_without_credits_is_refused(queue):
-    await queue.add(5)
-    assert await queue.credits() == 0
-    with pytest.raises(InsufficientCredits):
+async def test_creating_charges_the_price_and_a_key_without_enough_is_refused(queue):
+    created = await queue.add(5)
+    assert {t.cost for t in created} == {PRICE}
+    assert await queue.balance() == 0  # exactly: five tenths off a half
+    with pytest.raises(InsufficientFunds):
         await queue.add()
+    assert await queue.balance() == 0  # a refused task charges nothing
     assert (await queue.store.count_by_status())["idle"] == 5  # nothing queued for free
 
 
-async def test_a_failed_task_gives_its_credit_back_exactly_once(queue):
+async def test_a_credit_limit_lets_the_balance_go_that_far_below_zero_and_no_further(queue):
+    _, key = await queue.keys.create("in debt", balance=Decimal("0.25"), credit_limit=Decimal(1))
+    price = Decimal("0.5")
+    for index in range(2):
+        await queue.store.create(new_task(key, index, cost=price), key, max_queue=100)
+    assert await queue.balance(key) == Decimal("-0.75")
+    with pytest.raises(InsufficientFunds):  # -1.25 is beyond the limit
+        await queue.store.create(new_task(key, 2, cost=price), key, max_queue=100)
+    free = await queue.store.create(new_task(key, 3), key, max_queue=100)
+    assert free.cost == 0 and await queue.balance(key) == Decimal("-0.75")
+
+
+async def test_a_failed_task_gives_its_cost_back_exactly_once(queue):
     await queue.add()
     task = await queue.claim_one()
     assert await queue.store.fail(task, OWNER, "blocked", retry=False) is TaskStatus.FAILED
     assert await queue.store.fail(task, OWNER, "blocked", retry=False) is None
     assert await queue.store.fail(task, OWNER, "error", retry=True) is None
-    assert (await queue.status(task)).message == "blocked"
-    assert await queue.credits() == 5
+    assert await queue.store.cancel(task.id, queue.key.id) is not None  # finished: no-op
+    failed = await queue.status(task)
+    assert failed.message == "blocked" and failed.refunded_at is not None
+    assert failed.cost == PRICE and failed.charged == 0
+    assert await queue.balance() == FULL
+
+
+async def test_each_way_a_task_fails_refunds_it_once_whatever_runs_after(queue):
+    """Canceled while idle, canceled while running, failed by its engine: one refund each,
+    though a late worker then tries every way out again on each of them."""
+    idle, running, erring = await queue.add(3)
+    await queue.store.cancel(idle.id, queue.key.id)
+    claimed = await queue.store.claim(OWNER, limit=2, lease_seconds=30)
+    assert [t.id for t in claimed] == [running.id, erring.id]
+    await queue.store.cancel(running.id, queue.key.id)
+    assert await queue.store.fail(claimed[0], OWNER, "engine error", retry=True) == "failed"
+    assert await queue.store.fail(claimed[1], OWNER, "blocked", retry=False) == "failed"
+    for task in claimed:
+        assert await queue.store.fail(task, OWNER, "late", retry=False) is None
+        assert await queue.store.release([task], OWNER) == 0
+        assert await queue.store.complete(task, OWNER, "late.webp") is False
+        await queue.store.cancel(task.id, queue.key.id)
+    await queue.store.cancel(idle.id, queue.key.id)
+    assert await queue.store.requeue_expired() == (0, 0)
+    assert await queue.balance() == FULL
 
 
 async def test_a_key_without_a_balance_is_never_charged(queue):
     _, unmetered = await queue.keys.create("unmetered")
     for index in range(3):
-        await queue.store.create(new_task(unmetered, index), unmetered, max_queue=100)
+        new = new_task(unmetered, index, cost=PRICE)
+        await queue.store.create(new, unmetered, max_queue=100)
     [task, *_] = await queue.store.claim(OWNER, limit=1, lease_seconds=30)
     await queue.store.fail(task, OWNER, "blocked", retry=False)
-    assert next(k.credits for k in await queue.keys.list() if k.id == unmetered.id) is None
+    assert await queue.balance(unmetered) is None
 
 
 async def test_a_full_queue_refuses_the_task_without_charging(queue):
     await queue.add(2)
     with pytest.raises(QueueFull):
-        await queue.store.create(new_task(queue.key, 9), queue.key, max_queue=2)
-    assert await queue.credits() == 3
+        await queue.store.create(new_task(queue.key, 9, cost=PRICE), queue.key, max_queue=2)
+    assert await queue.balance() == FULL - 2 * PRICE

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ async def test_an_unsupported_pipeline_fails_its_tasks_at_once_and_is_loaded_onc
     settings = Settings(data_dir=tmp_path, config=config, max_attempts=3, poll_seconds=0.1)
     async with App.from_settings(settings) as app:
         await app.migrate()
-        _, key = await app.keys.create("unit", credits=2)
+        _, key = await app.keys.create("unit", balance=Decimal(2))
         created = []
         for seed in (1, 2):  # a batch each (max_batch = 1)
             new = NewTask.build(
@@ -68,11 +69,12 @@ async def test_an_unsupported_pipeline_fails_its_tasks_at_once_and_is_loaded_onc
                 size=(128, 128),
                 params=TaskParams(seed),
                 max_attempts=3,
+                cost=Decimal(1),
             )
             created.append(await app.store.create(new, key, max_queue=10))
         app.start_workers(1)
         failed = await until_finished(app, [task.id for task in created])
-        credits = next(k.credits for k in await app.keys.list() if k.id == key.id)
+        balance = next(k.balance for k in await app.keys.list() if k.id == key.id)
     for task in failed:
         assert task.attempt == 1  # not retried
         assert task.message is not None
@@ -80,4 +82,4 @@ async def test_an_unsupported_pipeline_fails_its_tasks_at_once_and_is_loaded_onc
         assert UNSUPPORTED in task.message and "server error" not in task.message
         assert task.message.endswith("Please tell the operator.")
     assert loads == ["lcm"]  # the weights were read once, not for each task or attempt
-    assert credits == 2  # both charges given back
+    assert balance == 2  # both charges given back

@@ -37,7 +37,7 @@ def slow_catalog(root: Path) -> Path:
     return write_catalog(
         root / "models.toml",
         {
-            "slow-sd": {**diffusers, "steps": SLOW_STEPS},
+            "slow-sd": {**diffusers, "steps": SLOW_STEPS, "price": 1},
             "slow-tiny": {"engine": "tiny", "native_size": 512, "steps": SLOW_STEPS},
             "quick-sd": {**diffusers, "steps": 1},
         },

@@ -11,6 +11,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -120,7 +121,7 @@ class Queue:
 @asynccontextmanager
 async def in_process_queue(folder: Path, *models: ModelSpec) -> AsyncIterator[Queue]:
     async with sqlite_database(folder) as db:
-        _, key = await KeyStore(db).create("unit", credits=100)
+        _, key = await KeyStore(db).create("unit", balance=Decimal(100))
         catalog = Catalog({spec.id: spec for spec in models})
         pool = EnginePool(catalog, folder)
         try:

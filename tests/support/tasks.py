@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,14 @@ async def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> D
 
 
 def new_task(
-    key: ApiKey, index: int, model: str = "tiny-512", size: tuple[int, int] = (512, 512)
+    key: ApiKey,
+    index: int,
+    model: str = "tiny-512",
+    size: tuple[int, int] = (512, 512),
+    cost: Decimal = Decimal(0),
 ) -> NewTask:
-    """The index-th task of a test: enqueued in index order, seeded with the index."""
+    """The index-th task of a test: enqueued in index order, seeded with the index, costing
+    `cost` (free by default)."""
     return NewTask.build(
         key_id=key.id,
         model=model,
@@ -44,4 +50,5 @@ def new_task(
         params=TaskParams(seed=index),
         max_attempts=3,
         enqueued_at=time.time() + index * 1e-6,
+        cost=cost,
     )

@@ -4,6 +4,7 @@ the extensions only where they apply, in the spec's order."""
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from darkroom.api.presenters import TaskObject
 from darkroom.storage.local import LocalStorage
 from darkroom.tasks import Task, TaskParams, TaskStatus
 
-SPEC_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url"]
+SPEC_KEYS = ["code", "id", "model", "prompt", "created_at", "status", "url", "cost"]
 TASK = Task(
     id="6880f043e6060500018821de",
     key_id=1,
@@ -59,7 +60,7 @@ def test_extensions_appear_only_where_they_apply(storage, changes, queue_positio
     assert list(body) == SPEC_KEYS + extensions
 
 
-def test_the_seven_fields_are_the_seeds():
+def test_the_fields_are_the_seeds_with_cost():
     body = answer(TASK, LocalStorage(Path("/nonexistent"), "http://darkroom.test", b"s"))
     assert body == {
         "code": 0,
@@ -69,7 +70,22 @@ def test_the_seven_fields_are_the_seeds():
         "created_at": 1753280579,
         "status": "idle",
         "url": None,
+        "cost": 0,
     }
+
+
+@pytest.mark.parametrize(
+    ("changes", "cost"),
+    [
+        ({"cost": Decimal("0.5")}, 0.5),
+        ({"cost": Decimal("10.000000")}, 10),
+        ({"cost": Decimal("0.5"), "status": TaskStatus.FAILED, "refunded_at": 2.0}, 0),
+        ({"cost": Decimal("0.5"), "status": TaskStatus.FAILED}, 0.5),
+    ],
+)
+def test_cost_is_a_json_number_and_0_once_refunded(storage, changes, cost):
+    body = answer(dataclasses.replace(TASK, **changes), storage)
+    assert body["cost"] == cost and type(body["cost"]) is type(cost)
 
 
 def test_a_processing_task_without_progress_yet_is_at_0(storage):

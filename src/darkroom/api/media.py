@@ -31,7 +31,7 @@ from darkroom.errors import (
     UnsafePrompt,
 )
 from darkroom.keys import ApiKey
-from darkroom.tasks import InsufficientCredits, NewTask, QueueFull, Task, TaskParams, TaskStatus
+from darkroom.tasks import InsufficientFunds, NewTask, QueueFull, Task, TaskParams, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 AuthorizedKey = Annotated[ApiKey, Depends(require_key)]
@@ -57,7 +57,7 @@ async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskO
         raise Overloaded(
             f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute."
         ) from exc
-    except InsufficientCredits as exc:
+    except InsufficientFunds as exc:
         raise InsufficientBalance(
             "This API key has no credits left; ask the operator for more."
         ) from exc
@@ -165,4 +165,5 @@ def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> Ne
         size=spec.size_for(body.ar or spec.default_ratio),
         params=TaskParams(seed, body.negative_prompt or None, tuple(body.images or ())),
         max_attempts=app.settings.max_attempts,
+        cost=spec.price,
     )

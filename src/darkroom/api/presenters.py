@@ -1,6 +1,6 @@
 """The task object as clients of the hosted service see it, field for field and in order.
 
-One model serves both /docs and the answer: `TaskObject.of` sets the spec's seven fields and,
+One model serves both /docs and the answer: `TaskObject.of` sets the spec's eight fields and,
 only where they apply, the extensions; the routes answer with the fields that were set
 (`response_model_exclude_unset=True`), so an idle task has no `progress` and a done one no
 `message` (tests/e2e/test_media_api.py checks the exact keys).
@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from darkroom.money import json_number
 from darkroom.storage import Storage
 from darkroom.tasks import Task, TaskStatus
 
@@ -26,6 +27,9 @@ class TaskObject(BaseModel):
     created_at: int
     status: TaskStatus
     url: str | None
+    cost: int | float = Field(
+        description="What the task charges its key (0 for a free model, and once refunded)"
+    )
     progress: int | None = Field(None, description="Extension: 0 to 100, while processing")
     queue_position: int | None = Field(
         None, description="Extension: tasks ahead of this one in the queue, while idle"
@@ -41,7 +45,7 @@ class TaskObject(BaseModel):
         *,
         queue_position: int | None = None,
     ) -> TaskObject:
-        """The spec's seven fields; then, as extensions, `progress` while processing and
+        """The spec's eight fields; then, as extensions, `progress` while processing and
         `queue_position` while idle (when known); `message` only for a failed task."""
         return cls(
             code=0,
@@ -51,6 +55,7 @@ class TaskObject(BaseModel):
             created_at=task.created_at,
             status=task.status,
             url=_link(task, storage, retention_seconds),
+            cost=json_number(task.charged),
             **_extensions(task, queue_position),
         )
 

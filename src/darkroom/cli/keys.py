@@ -1,33 +1,68 @@
-"""`darkroom keys`: create, list and revoke API keys."""
+"""`darkroom keys`: create, list, top up and revoke API keys.
+
+Amounts are read as exact decimals (money.py), never as floats, and a bad one is one line on
+stderr and exit 2, like any usage error. `--credits N`, from when a key counted tasks, is kept
+as a hidden, deprecated spelling of `--balance N`: a credit was one task, and the migration
+made credits N a balance of N."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
 
 from darkroom.cli.common import ConfigOption, migrated_app
+from darkroom.keys import ApiKey, TopUpRefused
+from darkroom.money import AmountError, json_number, parse_amount
 
-keys = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys = typer.Typer(help="Create, list, top up and revoke API keys.", no_args_is_help=True)
+
+
+def _amount(text: str, what: str, *, positive: bool = False) -> Decimal:
+    """The amount an option gives, or exit 2 with one line that says why it is not one."""
+    try:
+        amount = parse_amount(text)
+    except AmountError as exc:
+        raise _usage_error(f"{what}: {exc}") from None
+    if amount < 0 or (positive and amount == 0):
+        raise _usage_error(f"{what}: {text!r} must be {'positive' if positive else '0 or more'}")
+    return amount
+
+
+def _usage_error(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
 
 
 @keys.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key")] = "default",
     models: Annotated[str | None, typer.Option(help="Comma-separated models it may use")] = None,
+    balance: Annotated[
+        str | None, typer.Option(help="Money it may spend (default: unmetered, no balance)")
+    ] = None,
+    credit_limit: Annotated[str, typer.Option(help="How far below zero its balance may go")] = "0",
     credits: Annotated[
-        int | None, typer.Option(help="Tasks it may create (default: no limit)")
+        str | None, typer.Option(hidden=True, help="Deprecated: the same as --balance")
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is never shown again)."""
+    if balance is not None and credits is not None:
+        raise _usage_error("give --balance or its old name --credits, not both")
+    money = balance if balance is not None else credits
+    start = None if money is None else _amount(money, "--balance")
+    limit = _amount(credit_limit, "--credit-limit")
+    if start is None and limit:
+        raise _usage_error("--credit-limit needs --balance: an unmetered key has no balance")
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
     async def run() -> str:
         async with migrated_app(config) as app:
-            raw, _ = await app.keys.create(name, models=allowed, credits=credits)
+            raw, _ = await app.keys.create(name, models=allowed, balance=start, credit_limit=limit)
             return raw
 
     typer.echo(asyncio.run(run()))
@@ -35,14 +70,43 @@ def keys_create(
 
 @keys.command("list")
 def keys_list(config: ConfigOption = None) -> None:
-    """List keys (never the keys themselves: they are stored hashed)."""
+    """List keys, one JSON object a line (never the keys themselves: they are stored hashed);
+    `balance` is null for an unmetered key."""
 
-    async def run() -> list[dict[str, Any]]:
+    async def run() -> list[ApiKey]:
         async with migrated_app(config) as app:
-            return [vars(key) for key in await app.keys.list()]
+            return await app.keys.list()
 
     for key in asyncio.run(run()):
-        typer.echo(json.dumps(key))
+        typer.echo(json.dumps(_listed(key)))
+
+
+def _listed(key: ApiKey) -> dict[str, Any]:
+    listed = vars(key).copy()
+    listed["balance"] = None if key.balance is None else json_number(key.balance)
+    listed["credit_limit"] = json_number(key.credit_limit)
+    return listed
+
+
+@keys.command("topup")
+def keys_topup(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    amount: Annotated[str, typer.Argument(help="The money to add, a positive number")],
+    config: ConfigOption = None,
+) -> None:
+    """Add money to a metered key's balance; prints the new balance."""
+    added = _amount(amount, "AMOUNT", positive=True)
+
+    async def run() -> Decimal:
+        async with migrated_app(config) as app:
+            return await app.keys.topup(key, added)
+
+    try:
+        balance = asyncio.run(run())
+    except TopUpRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"balance": json_number(balance)}))
 
 
 @keys.command("revoke")

@@ -19,6 +19,8 @@ class Task:
     created_at: int
     status: str
     url: str | None = None
+    cost: float | None = None
+    """What the task charges the key, when the server reports it."""
     message: str | None = None
     progress: float | None = None
     """0 to 100 while processing, when the server reports it."""
@@ -49,6 +51,7 @@ class Task:
             created_at=int(data.get("created_at") or 0),
             status=str(data["status"]),
             url=data.get("url"),
+            cost=_number(data.get("cost")),
             message=data.get("message"),
             progress=_number(data.get("progress")),
             queue_position=_integer(data.get("queue_position")),

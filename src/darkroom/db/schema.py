@@ -1,10 +1,45 @@
 """The tables. The task table is also the queue: its status and lease columns are what
 workers claim on, so the indexes below follow the claim and sweep queries. The leaders table
-holds one row per elected service (db/leader.py)."""
+holds one row per elected service (db/leader.py).
+
+Amounts of money are `Money`: NUMERIC on PostgreSQL; on SQLite, which has no exact decimal
+type and would do its arithmetic in binary floats, a whole number of micro-units. Either way
+the database adds and compares exactly, and Python sees a `Decimal` (money.py)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import sqlalchemy as sa
+
+from darkroom.money import PRECISION, SCALE
+
+
+class Money(sa.TypeDecorator[Decimal]):
+    """An exact amount: NUMERIC(15, 6), or micro-units in an integer on SQLite."""
+
+    impl = sa.Numeric(PRECISION, SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.BigInteger())
+        return dialect.type_descriptor(sa.Numeric(PRECISION, SCALE))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        amount = Decimal(value)
+        return int(amount.scaleb(SCALE)) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-SCALE)
+        return Decimal(value)
+
 
 metadata = sa.MetaData()
 
@@ -17,8 +52,9 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     # None: every model of the catalog; otherwise the list of model ids this key may use.
     sa.Column("models", sa.JSON, nullable=True),
-    # None: unlimited; otherwise the number of tasks this key may still create.
-    sa.Column("credits", sa.Integer, nullable=True),
+    # None: unmetered; otherwise what it may still spend, down to -credit_limit.
+    sa.Column("balance", Money, nullable=True),
+    sa.Column("credit_limit", Money, nullable=False, server_default="0"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
 )
@@ -52,6 +88,10 @@ tasks = sa.Table(
     sa.Column("result_key", sa.String(300), nullable=True),
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("purged_at", sa.Float, nullable=True),
+    # What creating it charged (the model's price), and when that was given back (a task that
+    # failed or was canceled): refunded once, where refunded_at is still NULL.
+    sa.Column("cost", Money, nullable=False, server_default="0"),
+    sa.Column("refunded_at", sa.Float, nullable=True),
     sa.Index("ix_tasks_queue", "status", "enqueued_at"),
     sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),

@@ -7,6 +7,7 @@ Read from the settings file (see config.py), one table per model id:
     native_size = 1024       # side of the model's native square; sizes scale from it
     max_batch = 4            # tasks per engine call
     batch_wait_ms = 0        # how long a worker waits for a batch to fill
+    price = 0.5              # what one task costs its key (default 0: free; docs/money.md)
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
@@ -16,6 +17,7 @@ catalog that cannot work stops the node at start (docs/models.md lists every opt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from darkroom.engines.local.options import DiffusersOptions, TinyOptions
@@ -23,6 +25,7 @@ from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
+from darkroom.money import ZERO, AmountError, parse_amount
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class ModelSpec:
     takes_images: bool = False
     max_batch: int = 1
     batch_wait_ms: int = 0
+    price: Decimal = ZERO
+    """What one task of this model charges its key."""
     options: dict[str, Any] = field(default_factory=dict)
     """The engine's own keys, as the entry wrote them."""
     engine_options: EngineOptions | None = None
@@ -78,6 +83,7 @@ _SPEC_FIELDS = {
     "takes_images",
     "max_batch",
     "batch_wait_ms",
+    "price",
 }
 
 
@@ -114,6 +120,18 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
         if unknown:
             raise CatalogError(f'model "{model_id}": unknown ratios {sorted(unknown)}')
         known["ratios"] = tuple(known["ratios"])
+    if "price" in known:
+        known["price"] = _price(model_id, known["price"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
     typed = built_in.options.parse(model_id, engine, options) if built_in else None
     return ModelSpec(id=model_id, **known, options=options, engine_options=typed)
+
+
+def _price(model_id: str, value: object) -> Decimal:
+    try:
+        price = parse_amount(value)
+    except AmountError as exc:
+        raise CatalogError(f'model "{model_id}": price {exc}') from None
+    if price < 0:
+        raise CatalogError(f'model "{model_id}": price {value!r} is negative')
+    return price

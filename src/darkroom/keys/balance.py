@@ -2,39 +2,49 @@
 
 The task store charges a task when it queues it and gives the charge back when the task fails
 or is canceled; both happen in the same transaction as the task's own change, so a crash can
-never keep a task without its charge or refund it twice (spec: "Money"). Each statement is a
-compare-and-set in the database, so concurrent creates never overdraw a key.
+never keep a task without its charge or refund it twice (spec: "Money").
 
-Today a balance is a count of credits, one per task (None: unmetered).
+The charge is one compare-and-set: `UPDATE ... SET balance = balance - price WHERE balance -
+price >= -credit_limit`. The database evaluates the condition on the row as it is when the
+update takes it (PostgreSQL re-checks it after waiting for a concurrent writer's lock; SQLite
+has one writer at a time), so concurrent creates can never overdraw a key, which a read
+followed by a write would (tests/e2e/test_money.py, the concurrent-charge test).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
+from decimal import Decimal
 
 from darkroom.db import Connection, api_keys
 from darkroom.keys.store import ApiKey
 
 
-async def charge(conn: Connection, key: ApiKey) -> bool:
-    """Takes one credit from a metered key; False when it has none left. An unmetered key
-    is never charged."""
-    if key.credits is None:
+async def charge(conn: Connection, key: ApiKey, price: Decimal) -> bool:
+    """Takes `price` from a metered key's balance; False (and nothing taken) when the balance
+    would fall below `-credit_limit`. An unmetered key is never charged."""
+    if key.balance is None:
         return True
+    balance = api_keys.c.balance
     charged = await conn.execute(
         api_keys.update()
-        .where(api_keys.c.id == key.id, api_keys.c.credits > 0)
-        .values(credits=api_keys.c.credits - 1)
+        .where(
+            api_keys.c.id == key.id,
+            balance.is_not(None),
+            balance - price >= -api_keys.c.credit_limit,
+        )
+        .values(balance=balance - price)
     )
     return charged.rowcount > 0
 
 
-async def refund(conn: Connection, key_ids: Iterable[int]) -> None:
-    """Gives one credit back per failed task (a key id per task) to keys that are metered."""
-    for key_id, count in Counter(key_ids).items():
-        await conn.execute(
-            api_keys.update()
-            .where(api_keys.c.id == key_id, api_keys.c.credits.is_not(None))
-            .values(credits=api_keys.c.credits + count)
-        )
+async def refund(conn: Connection, amounts: Mapping[int, Decimal]) -> None:
+    """Gives back each key's amount (key id -> the costs of its tasks being refunded) to the
+    keys that are metered."""
+    for key_id, amount in amounts.items():
+        if amount:
+            await conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.balance.is_not(None))
+                .values(balance=api_keys.c.balance + amount)
+            )

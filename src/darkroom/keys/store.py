@@ -2,6 +2,10 @@
 
 Keys are 32 random bytes, so a fast hash is as safe as a slow one here (there is no dictionary
 to try) and keeps authentication to one indexed lookup per request.
+
+A key with a balance is metered: it may spend down to `-credit_limit` (keys/balance.py moves
+the balance as tasks are created and refunded); a key without one (None) is unmetered. Only an
+operator adds money (`topup`), and only to a metered key.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 import sqlalchemy as sa
 
 from darkroom.db import Database, api_keys
+from darkroom.money import LIMIT, ZERO
 
 KEY_PREFIX = "dk_"
 
@@ -24,7 +30,10 @@ class ApiKey:
     name: str
     prefix: str
     models: list[str] | None
-    credits: int | None
+    balance: Decimal | None
+    """None: unmetered, never charged."""
+    credit_limit: Decimal
+    """How far below zero the balance may go."""
     created_at: float
     revoked_at: float | None
 
@@ -42,10 +51,15 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         name=row.name,
         prefix=row.prefix,
         models=row.models,
-        credits=row.credits,
+        balance=row.balance,
+        credit_limit=row.credit_limit,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
     )
+
+
+class TopUpRefused(Exception):
+    """The top-up was not made; the message says why, in an operator's words."""
 
 
 class KeyStore:
@@ -53,9 +67,15 @@ class KeyStore:
         self.db = db
 
     async def create(
-        self, name: str, *, models: list[str] | None = None, credits: int | None = None
+        self,
+        name: str,
+        *,
+        models: list[str] | None = None,
+        balance: Decimal | None = None,
+        credit_limit: Decimal = ZERO,
     ) -> tuple[str, ApiKey]:
-        """Returns the raw key (the only time it exists outside the client) and its record."""
+        """Returns the raw key (the only time it exists outside the client) and its record;
+        without a balance the key is unmetered."""
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         async with self.db.write() as conn:
             result = await conn.execute(
@@ -65,7 +85,8 @@ class KeyStore:
                     prefix=raw[:10],
                     key_hash=hash_key(raw),
                     models=models,
-                    credits=credits,
+                    balance=balance,
+                    credit_limit=credit_limit,
                     created_at=time.time(),
                 )
                 .returning(*api_keys.c)
@@ -91,22 +112,51 @@ class KeyStore:
 
     async def revoke(self, ident: str) -> bool:
         """Revokes by numeric id, by prefix as listed, or by the raw key itself."""
-        if ident.isdigit():
-            match = api_keys.c.id == int(ident)
-        elif ident.startswith(KEY_PREFIX) and len(ident) > 20:
-            match = api_keys.c.key_hash == hash_key(ident)
-        else:
-            match = api_keys.c.prefix == ident
         async with self.db.write() as conn:
             result = await conn.execute(
-                api_keys.update()
-                .where(match, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
+                api_keys.update().where(_live(ident)).values(revoked_at=time.time())
             )
         return result.rowcount > 0
+
+    async def topup(self, ident: str, amount: Decimal) -> Decimal:
+        """Adds a positive amount to a live metered key's balance (found as `revoke` finds
+        it) in one statement, and returns the new balance; TopUpRefused says why not."""
+        if amount <= 0:
+            raise TopUpRefused(f"the amount must be positive, not {amount}")
+        fits = api_keys.c.balance < LIMIT - amount
+        async with self.db.write() as conn:
+            balance = (
+                await conn.execute(
+                    api_keys.update()
+                    .where(_live(ident), api_keys.c.balance.is_not(None), fits)
+                    .values(balance=api_keys.c.balance + amount)
+                    .returning(api_keys.c.balance)
+                )
+            ).scalar_one_or_none()
+            if balance is not None:
+                return balance
+            found = (
+                await conn.execute(sa.select(api_keys.c.balance).where(_live(ident)))
+            ).one_or_none()
+        if found is None:
+            raise TopUpRefused(f"no live key matches {ident!r}")
+        if found.balance is None:
+            raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
+        raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
 
     async def count(self) -> int:
         async with self.db.read() as conn:
             return (
                 await conn.execute(sa.select(sa.func.count()).select_from(api_keys))
             ).scalar_one()
+
+
+def _live(ident: str) -> sa.ColumnElement[bool]:
+    """The live key an operator names: by numeric id, by prefix as listed, or by the raw key."""
+    if ident.isdigit():
+        match = api_keys.c.id == int(ident)
+    elif ident.startswith(KEY_PREFIX) and len(ident) > 20:
+        match = api_keys.c.key_hash == hash_key(ident)
+    else:
+        match = api_keys.c.prefix == ident
+    return sa.and_(match, api_keys.c.revoked_at.is_(None))

@@ -13,9 +13,11 @@ import enum
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from darkroom.ids import created_at_of, new_task_id
+from darkroom.money import ZERO
 
 
 class TaskStatus(enum.StrEnum):
@@ -74,6 +76,8 @@ class NewTask:
     created_at: int
     enqueued_at: float
     max_attempts: int
+    cost: Decimal = ZERO
+    """The model's price: what creating the task charges its key."""
 
     @classmethod
     def build(
@@ -87,6 +91,7 @@ class NewTask:
         max_attempts: int,
         ar: str | None = None,
         enqueued_at: float | None = None,
+        cost: Decimal = ZERO,
     ) -> NewTask:
         """A task enqueued now (or at `enqueued_at`), with a fresh id stamped with that time."""
         now = time.time() if enqueued_at is None else enqueued_at
@@ -105,6 +110,7 @@ class NewTask:
             created_at=created_at_of(task_id),
             enqueued_at=now,
             max_attempts=max_attempts,
+            cost=cost,
         )
 
     def row(self) -> dict[str, Any]:
@@ -138,6 +144,8 @@ class Task:
     result_key: str | None = None
     message: str | None = None
     purged_at: float | None = None
+    cost: Decimal = ZERO
+    refunded_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -151,6 +159,11 @@ class Task:
     def public_prompt(self) -> str:
         """The prompt as the hosted service echoes it: with ` --ar <ratio>` when one was given."""
         return f"{self.prompt} --ar {self.ar}" if self.ar else self.prompt
+
+    @property
+    def charged(self) -> Decimal:
+        """What the task costs its key now: its cost, or 0 once it was given back."""
+        return ZERO if self.refunded_at is not None else self.cost
 
     @property
     def generation_prompt(self) -> str:

@@ -5,8 +5,11 @@ attempt's result.
 
 Every way out of `processing` (done, failed, canceled, retried, released, rescued after the
 lease expired) and the cancel of an idle task is one statement, `_finish`: river's "set state if
-still running". It sets the new state only where its fence still holds, clears the lease, and
-gives the key its charge back when the task failed, in the same transaction (keys/balance.py).
+still running". It sets the new state only where its fence still holds (and never on a task that
+has already finished), clears the lease, and gives the key the task's cost back when the task
+failed, in the same transaction (keys/balance.py). The refund itself is guarded too: it marks
+the task refunded where it was not yet, and gives back only what that marked, so no path can
+refund a task twice.
 A canceled task is never put back in the queue, whichever way its worker lets go of it
 (tests/integration/test_store_conformance.py).
 """
@@ -14,7 +17,9 @@ A canceled task is never put back in the queue, whichever way its worker lets go
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,8 +51,8 @@ class QueueFull(Exception):
     """More tasks are waiting than the server accepts."""
 
 
-class InsufficientCredits(Exception):
-    """The key has no credits left."""
+class InsufficientFunds(Exception):
+    """The key's balance would fall below its credit limit."""
 
 
 class TaskStore:
@@ -59,13 +64,14 @@ class TaskStore:
     # -- the API's side -----------------------------------------------------------------
 
     async def create(self, new: NewTask, key: ApiKey, *, max_queue: int) -> Task:
-        """Queues a task, charging the key one credit; durable when this returns."""
+        """Queues a task, charging the key its cost; durable when this returns. A refused
+        task (QueueFull, InsufficientFunds) is neither queued nor charged."""
         async with self.db.write() as conn:
             depth = await self._queue_depth(conn)
             if depth >= max_queue:
                 raise QueueFull(depth)
-            if not await balance.charge(conn, key):
-                raise InsufficientCredits()
+            if not await balance.charge(conn, key, new.cost):
+                raise InsufficientFunds()
             row = (
                 await conn.execute(
                     tasks.insert()
@@ -102,7 +108,7 @@ class TaskStore:
             return (await conn.execute(query)).scalar_one()
 
     async def cancel(self, task_id: str, key_id: int) -> Task | None:
-        """The owner's cancel: an idle task fails at once with "canceled" (and its credit comes
+        """The owner's cancel: an idle task fails at once with "canceled" (and its cost comes
         back); a processing one is flagged for its worker, which stops it at the next denoising
         step; a finished one is left as it is. Returns the task as it now stands, or None."""
         mine = sa.and_(tasks.c.id == task_id, tasks.c.key_id == key_id)
@@ -229,7 +235,7 @@ class TaskStore:
 
     async def fail(self, task: Task, owner: str, message: str, *, retry: bool) -> TaskStatus | None:
         """Gives the task back to the queue (when retry is allowed and attempts remain) or fails
-        it for good, refunding its credit. Returns the new status, or None if the lease was lost."""
+        it for good, refunding its cost. Returns the new status, or None if the lease was lost."""
         again = retry and task.attempt < task.max_attempts
         state = _retried(task.attempt) if again else _failed(message)
         async with self.db.write() as conn:
@@ -283,19 +289,37 @@ class TaskStore:
 
 
 async def _finish(conn: Connection, where: sa.ColumnElement[bool], state: State) -> int:
-    """The one transition: sets `state` on the tasks `where` selects, clears their lease, and
-    refunds each task that failed. Returns how many tasks changed (0: the fence did not hold)."""
+    """The one transition: sets `state` on the unfinished tasks `where` selects, clears their
+    lease, and refunds each task that failed. Returns how many tasks changed (0: the fence did
+    not hold)."""
+    unfinished = tasks.c.status.in_([IDLE, PROCESSING])
     rows = (
         await conn.execute(
             tasks.update()
-            .where(where)
+            .where(where, unfinished)
             .values(**state, lease_owner=None, lease_expires_at=None)
-            .returning(tasks.c.key_id)
+            .returning(tasks.c.id)
         )
     ).all()
-    if state["status"] == FAILED:
-        await balance.refund(conn, [row.key_id for row in rows])
+    if state["status"] == FAILED and rows:
+        await _refund(conn, [row.id for row in rows])
     return len(rows)
+
+
+async def _refund(conn: Connection, task_ids: list[str]) -> None:
+    """Gives the tasks' costs back to their keys, for the tasks not refunded before."""
+    refunded = (
+        await conn.execute(
+            tasks.update()
+            .where(tasks.c.id.in_(task_ids), tasks.c.refunded_at.is_(None), tasks.c.cost > 0)
+            .values(refunded_at=time.time())
+            .returning(tasks.c.key_id, tasks.c.cost)
+        )
+    ).all()
+    amounts: dict[int, Decimal] = defaultdict(Decimal)
+    for row in refunded:
+        amounts[row.key_id] += row.cost
+    await balance.refund(conn, amounts)
 
 
 def _held(task: Task, owner: str) -> sa.ColumnElement[bool]:
@@ -310,7 +334,7 @@ def _held(task: Task, owner: str) -> sa.ColumnElement[bool]:
 
 async def _end_if_canceled(conn: Connection, task: Task, owner: str) -> bool:
     """A task its owner canceled while it ran is never put back in the queue: it fails
-    "canceled" (with its credit back) instead. True when that happened."""
+    "canceled" (with its cost back) instead. True when that happened."""
     canceled = sa.and_(_held(task, owner), tasks.c.cancel_requested.is_(True))
     return await _finish(conn, canceled, _canceled()) > 0
 
