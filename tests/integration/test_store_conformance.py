@@ -260,6 +260,14 @@ async def test_creating_charges_the_price_and_a_key_without_enough_is_refused(qu
     assert (await queue.store.count_by_status())["idle"] == 5  # nothing queued for free
 
 
+async def test_a_balance_of_three_tenths_buys_exactly_three_tasks_at_a_tenth(queue):
+    """In binary floats, 0.3 - 0.1 - 0.1 - 0.1 is below zero and the third task is refused."""
+    _, key = await queue.keys.create("tenths", balance=Decimal("0.3"))
+    for index in range(3):
+        await queue.store.create(new_task(key, index, cost=PRICE), key, max_queue=100)
+    assert await queue.balance(key) == 0
+
+
 async def test_a_credit_limit_lets_the_balance_go_that_far_below_zero_and_no_further(queue):
     _, key = await queue.keys.create("in debt", balance=Decimal("0.25"), credit_limit=Decimal(1))
     price = Decimal("0.5")

@@ -88,7 +88,8 @@ def _listed(key: ApiKey) -> dict[str, Any]:
     return listed
 
 
-@keys.command("topup")
+# "-5" is an amount to refuse in words, not an unknown option.
+@keys.command("topup", context_settings={"ignore_unknown_options": True})
 def keys_topup(
     key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
     amount: Annotated[str, typer.Argument(help="The money to add, a positive number")],
