@@ -19,15 +19,7 @@ from tests.support.backends import BACKENDS
 from tests.support.catalogs import SLOW_STEPS, write_catalog
 from tests.support.media import client_for
 from tests.support.servers import Darkroom, wait_for_status
-
-UNAUTHORIZED = {
-    "error": {
-        "message": "Unauthorized",
-        "type": "unauthorized_request_error",
-        "param": None,
-        "code": None,
-    }
-}
+from tests.support.spec import UNAUTHORIZED_BODY
 
 
 def money_catalog(root: Path) -> Path:
@@ -193,14 +185,14 @@ def test_an_unmetered_key_has_an_unlimited_balance(server):
 def test_a_missing_or_wrong_key_is_http_401_with_the_hosted_body(server, header):
     headers = {} if header is None else {"Authorization": header}
     answer = httpx.get(f"{server.base_url}/v1/balance", headers=headers)
-    assert answer.status_code == 401 and answer.json() == UNAUTHORIZED
+    assert answer.status_code == 401 and answer.json() == UNAUTHORIZED_BODY
 
 
 def test_a_revoked_key_is_http_401(server):
     key = server.create_key("--balance", "1")
     server.cli("keys", "revoke", key)
     answer = balance_of(server, key)
-    assert answer.status_code == 401 and answer.json() == UNAUTHORIZED
+    assert answer.status_code == 401 and answer.json() == UNAUTHORIZED_BODY
 
 
 # -- the operator's commands -----------------------------------------------------------------

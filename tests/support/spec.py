@@ -1,5 +1,13 @@
 """Tables copied from the spec (../shared/spec/media-api.md), for tests to check against."""
 
+import json
+
+# "Balance": the answer to a missing or wrong key, as the spec writes it.
+UNAUTHORIZED_BODY = json.loads(
+    '{"error": {"message": "Unauthorized", "type": "unauthorized_request_error", "param": null,'
+    ' "code": null}}'
+)
+
 SPEC_TABLE = {
     "1:1": (1024, 1024),
     "4:3": (1280, 896),

@@ -44,10 +44,7 @@ def upgrade() -> None:
     op.add_column("tasks", sa.Column("cost", Money(), nullable=False, server_default="0"))
     op.add_column("tasks", sa.Column("refunded_at", sa.Float(), nullable=True))
     connection = op.get_bind()
-    metered = connection.execute(
-        sa.select(keys.c.id, keys.c.credits).where(keys.c.credits.is_not(None))
-    ).all()
-    for key_id, credits in metered:
+    for key_id, credits in _metered_keys(keys.c.credits):
         # Through the Money type, so SQLite stores micro-units and PostgreSQL a NUMERIC.
         connection.execute(
             keys.update().where(keys.c.id == key_id).values(balance=Decimal(int(credits)))
@@ -64,10 +61,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.add_column("api_keys", sa.Column("credits", sa.Integer(), nullable=True))
     connection = op.get_bind()
-    metered = connection.execute(
-        sa.select(keys.c.id, keys.c.balance).where(keys.c.balance.is_not(None))
-    ).all()
-    for key_id, balance in metered:
+    for key_id, balance in _metered_keys(keys.c.balance):
         # Whole credits only: a fraction left of a balance is lost on the way down.
         credits = max(int(balance), 0)
         connection.execute(keys.update().where(keys.c.id == key_id).values(credits=credits))
@@ -75,3 +69,9 @@ def downgrade() -> None:
     op.drop_column("tasks", "cost")
     op.drop_column("api_keys", "credit_limit")
     op.drop_column("api_keys", "balance")
+
+
+def _metered_keys(amount: sa.ColumnClause) -> list[sa.Row]:
+    """(id, amount) of every key whose amount (credits or balance) is set."""
+    query = sa.select(keys.c.id, amount).where(amount.is_not(None))
+    return list(op.get_bind().execute(query).all())
