@@ -339,13 +339,29 @@ def test_missing_or_mistyped_task_id_is_code_3(client, body):
     assert post(client, "/v1/media/result", json=body)["code"] == 3
 
 
-def test_a_prompt_with_a_lone_surrogate_is_code_3(client):
-    # Valid JSON, but half of a UTF-16 surrogate pair is no text a database can store.
-    body = b'{"model": "google-imagen-3", "prompt": "a \\ud800 lighthouse"}'
+@pytest.mark.parametrize("char", ["\\ud800", "\\u0000"])
+def test_a_prompt_a_database_cannot_store_is_code_3(client, char):
+    # Valid JSON, but half of a UTF-16 surrogate pair is no text a database can store, and
+    # PostgreSQL's text keeps no NUL.
+    body = b'{"model": "google-imagen-3", "prompt": "a %s lighthouse"}' % char.encode()
     answer = post(
         client, "/v1/media/create", content=body, headers={"Content-Type": "application/json"}
     )
-    assert answer["code"] == 3 and answer["issues"][0]["path"] == ["prompt"]
+    assert answer["code"] == 3
+    [issue] = answer["issues"]
+    assert (issue["code"], issue["path"]) == ("custom", ["prompt"])
+
+
+@pytest.mark.parametrize("field", ["model", "ar"])
+def test_an_unknown_value_with_a_lone_surrogate_is_echoed_escaped(client, field):
+    # zod echoes the value it received; half of a surrogate pair is no UTF-8 to send back.
+    body = b'{"model": "google-imagen-3", "prompt": "x", "%s": "a\\ud800"}' % field.encode()
+    answer = post(
+        client, "/v1/media/create", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert_worded(answer, 3)
+    [issue] = answer["issues"]
+    assert issue["code"] == "invalid_enum_value" and issue["received"] == "a\\ud800"
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,10 @@ def wrong_type(
 
 
 def unknown_value(path: Path, options: Sequence[str], value: str) -> Issue:
-    """A value outside a fixed set: zod's `invalid_enum_value`, with `expected` beside it."""
+    """A value outside a fixed set: zod's `invalid_enum_value`, with `expected` beside it. The
+    value is echoed as zod does, with half of a surrogate pair (valid JSON, but no UTF-8 to send
+    back) escaped."""
+    value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return {
         "code": "invalid_enum_value",
         "received": value,
