@@ -49,7 +49,7 @@ class Task:
             created_at=int(data.get("created_at") or 0),
             status=str(data["status"]),
             url=data.get("url"),
-            message=data.get("message"),
+            message=data.get("message") or data.get("error"),
             progress=_number(data.get("progress")),
             queue_position=_integer(data.get("queue_position")),
             raw=dict(data),
