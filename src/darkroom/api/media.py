@@ -115,9 +115,11 @@ async def _live_answer(app: App, task: Task) -> TaskObject:
 
 
 def _choices(app: App, key: ApiKey) -> Choices:
-    """What this key's create request is checked against: its models, and their ratios."""
+    """What this key's create request is checked against: its models, their ratios and their
+    prompt caps."""
     ratios = {model_id: app.catalog[model_id].ratios for model_id in app.catalog.ids()}
-    return Choices(models=[m for m in ratios if key.may_use(m)], ratios=ratios)
+    max_prompts = {model_id: app.catalog[model_id].max_prompt for model_id in ratios}
+    return Choices([m for m in ratios if key.may_use(m)], ratios, max_prompts)
 
 
 def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:

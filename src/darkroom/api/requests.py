@@ -9,6 +9,7 @@ found is answered at once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,10 +38,10 @@ from darkroom.api.issues import (
     unknown_value,
     wrong_type,
 )
+from darkroom.engines.catalog import MAX_PROMPT
 from darkroom.errors import InvalidRequest
 from darkroom.ids import is_task_id
 
-MAX_PROMPT = 4000
 MAX_SEED = 2**32 - 1
 
 # zod's type of each field, for the issue of a missing one.
@@ -54,13 +55,18 @@ ALIASES = {"ar": "aspect_ratio", "images": "image"}
 class Choices:
     """The fixed sets a create request's values are checked against: the model ids the key may
     use (the `options` of `model`), and the ratios of every model served (a model not in it is
-    unknown; one in it that the key may not use is left to code 7)."""
+    unknown; one in it that the key may not use is left to code 7); and the models' own caps
+    on the prompt's length, where lower than the spec's 4,000."""
 
     models: Sequence[str]
     ratios: Mapping[str, Sequence[str]]
+    max_prompts: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def ratios_for(self, model: Any) -> Sequence[str] | None:
         return self.ratios.get(model) if isinstance(model, str) else None
+
+    def max_prompt_for(self, model: Any) -> int:
+        return self.max_prompts.get(model, MAX_PROMPT) if isinstance(model, str) else MAX_PROMPT
 
 
 class CreateRequest(BaseModel):
@@ -160,13 +166,15 @@ def _value_issues(data: Mapping[str, Any], choices: Choices) -> list[Issue]:
     """The problems of the prompt, the model, the ratio and the image links, where each has the
     right type."""
     return [
-        *_prompt_issues(data.get("prompt")),
+        *_prompt_issues(data.get("prompt"), choices.max_prompt_for(data.get("model"))),
         *_choice_issues(data, choices),
         *_image_issues(data),
     ]
 
 
-def _prompt_issues(prompt: Any) -> list[Issue]:
+def _prompt_issues(prompt: Any, max_prompt: int) -> list[Issue]:
+    """A prompt that cannot be stored, or whose length after trimming is not from 1 to the
+    model's cap (the spec's 4,000, or the model's lower one)."""
     if not isinstance(prompt, str):
         return []
     if not _storable(prompt):
@@ -175,8 +183,8 @@ def _prompt_issues(prompt: Any) -> list[Issue]:
     length = len(prompt.strip())
     if length < 1:
         return [too_small(["prompt"], "string", 1)]
-    if length > MAX_PROMPT:
-        return [too_big(["prompt"], "string", MAX_PROMPT)]
+    if length > max_prompt:
+        return [too_big(["prompt"], "string", max_prompt)]
     return []
 
 
