@@ -9,13 +9,15 @@ listed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
+from darkroom.client import AsyncClient, Client, InvalidRequest, TaskPage
 from tests.conftest import backend_named
 from tests.support.backends import BACKENDS
 from tests.support.catalogs import write_catalog
@@ -244,3 +246,52 @@ def test_the_listing_ignores_tasks_made_after_the_first_page(server: Darkroom) -
     rest = get(server, key, "/v1/media/tasks", limit="2", cursor=first["next_cursor"])
     listed = [task["id"] for task in first["data"] + rest["data"]]
     assert listed == made[::-1] and rest["next_cursor"] is None
+
+
+# -- the Python client ----------------------------------------------------------------------------
+
+
+def test_the_client_reads_a_restricted_keys_models(server: Darkroom) -> None:
+    key = server.create_key("--models", "short-prompts")
+    with Client(server.base_url, key) as client:
+        [model] = client.models()
+    assert (model.id, model.max_prompt, model.ratios, model.price) == (
+        "short-prompts",
+        400,
+        tuple(SEVEN),
+        0,
+    )
+
+
+def test_the_sync_and_async_clients_page_through_every_task(server: Darkroom) -> None:
+    key = server.create_key("--name", "client-pager")
+    with Client(server.base_url, key) as client:
+        made = [client.create(f"boat {n}", model="five-ratios").id for n in range(5)]
+        assert client_pages(client.tasks) == made[::-1]
+
+    async def listed_async() -> list[str]:
+        async with AsyncClient(server.base_url, key) as client:
+            first = await client.tasks(limit=3)
+            rest = await client.tasks(limit=3, cursor=first.next_cursor)
+            assert rest.next_cursor is None
+            return [task.id for task in first.tasks + rest.tasks]
+
+    assert asyncio.run(listed_async()) == made[::-1]
+
+
+def client_pages(tasks: Callable[..., TaskPage]) -> list[str]:
+    """Every task id the sync client's listing reaches, two at a time."""
+    page = tasks(limit=2)
+    listed = [task.id for task in page.tasks]
+    while page.next_cursor is not None:
+        page = tasks(limit=2, cursor=page.next_cursor)
+        listed += [task.id for task in page.tasks]
+    return listed
+
+
+def test_the_client_raises_invalid_request_for_a_bad_limit(
+    server: Darkroom, owner_key: str
+) -> None:
+    with Client(server.base_url, owner_key) as client, pytest.raises(InvalidRequest) as caught:
+        client.tasks(limit=500)
+    assert caught.value.issues[0]["path"] == ["limit"]
