@@ -112,6 +112,12 @@ def test_a_listing_without_a_valid_key_is_code_2(server: Darkroom, path: str) ->
     assert response.status_code == 200 and response.json()["code"] == 2
 
 
+@pytest.mark.parametrize("path", ["/v1/media/models", "/v1/media/tasks"])
+def test_a_listing_is_get_only_other_methods_are_code_99(server: Darkroom, path: str) -> None:
+    response = httpx.post(f"{server.base_url}{path}", json={})
+    assert response.status_code == 200 and response.json()["code"] == 99
+
+
 # -- the per-model rules at create ----------------------------------------------------------------
 
 
