@@ -119,6 +119,14 @@ def test_a_refused_create_charges_nothing(server, body):
     assert balance_of(server, key).json()["balance"] == 1
 
 
+def test_the_models_listing_shows_each_models_price(server):
+    answer = httpx.get(
+        f"{server.base_url}/v1/media/models", headers={"Authorization": server.create_key()}
+    ).json()
+    prices = {model["id"]: model["price"] for model in answer["data"]}
+    assert prices == {"broken": 0.5, "free": 0, "quarter": 0.25, "slow": 2, "whole": 1}
+
+
 # -- refunds ---------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@
 One model serves both /docs and the answer: `TaskObject.of` sets the spec's eight fields and,
 only where they apply, the extensions; the routes answer with the fields that were set
 (`response_model_exclude_unset=True`), so an idle task has no `progress` and a done one no
-`message` (tests/e2e/test_media_api.py checks the exact keys).
+`message` or `error` (tests/e2e/test_media_api.py checks the exact keys).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ class TaskObject(BaseModel):
         None, description="Extension: tasks ahead of this one in the queue, while idle"
     )
     message: str | None = Field(None, description="Why the task failed, only when it failed")
+    error: str | None = Field(
+        None, description="The same text as `message`, which some clients read instead"
+    )
 
     @classmethod
     def of(
@@ -46,7 +49,8 @@ class TaskObject(BaseModel):
         queue_position: int | None = None,
     ) -> TaskObject:
         """The spec's eight fields; then, as extensions, `progress` while processing and
-        `queue_position` while idle (when known); `message` only for a failed task."""
+        `queue_position` while idle (when known); `message` and `error` (the same text: the
+        hosted service's clients read one or the other) only for a failed task."""
         return cls(
             code=0,
             id=task.id,
@@ -74,5 +78,5 @@ def _extensions(task: Task, queue_position: int | None) -> dict[str, Any]:
     if task.status is TaskStatus.IDLE and queue_position is not None:
         return {"queue_position": queue_position}
     if task.status is TaskStatus.FAILED:
-        return {"message": task.message}
+        return {"message": task.message, "error": task.message}
     return {}

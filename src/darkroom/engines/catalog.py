@@ -8,10 +8,15 @@ Read from the settings file (see config.py), one table per model id:
     max_batch = 4            # tasks per engine call
     batch_wait_ms = 0        # how long a worker waits for a batch to fill
     price = 0.5              # what one task costs its key (default 0: free; docs/money.md)
+    ratios = ["1:1", "16:9"] # a subset of the spec's seven (default: all of them)
+    max_prompt = 400         # the model's cap on a prompt's length after trimming (default 4000)
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
-catalog that cannot work stops the node at start (docs/models.md lists every option).
+catalog that cannot work stops the node at start (docs/models.md lists every option). So do
+the per-model rules the API checks requests against (ratios, default_ratio, max_prompt): a value
+out of the spec's range would otherwise turn every request for the model away, or let through
+what the spec forbids (tests/unit/test_catalog_rules.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_f
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
 from darkroom.money import ZERO, AmountError, parse_amount
+
+MAX_PROMPT = 4000
+"""The spec's cap on a prompt's length after trimming; a model may set a lower one."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ModelSpec:
     ratios: tuple[str, ...] = RATIOS
     default_ratio: str = DEFAULT_RATIO
     takes_images: bool = False
+    max_prompt: int = MAX_PROMPT
     max_batch: int = 1
     batch_wait_ms: int = 0
     price: Decimal = ZERO
@@ -81,6 +90,7 @@ _SPEC_FIELDS = {
     "ratios",
     "default_ratio",
     "takes_images",
+    "max_prompt",
     "max_batch",
     "batch_wait_ms",
     "price",
@@ -115,11 +125,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
     built_in = BUILT_IN_ENGINES.get(engine)
     known = {**(built_in.defaults if built_in else {})}
     known.update({k: v for k, v in entry.items() if k in _SPEC_FIELDS})
-    if "ratios" in known:
-        unknown = set(known["ratios"]) - set(RATIOS)
-        if unknown:
-            raise CatalogError(f'model "{model_id}": unknown ratios {sorted(unknown)}')
-        known["ratios"] = tuple(known["ratios"])
+    known.update(_request_rules(model_id, known))
     if "price" in known:
         known["price"] = _price(model_id, known["price"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
@@ -135,3 +141,38 @@ def _price(model_id: str, value: object) -> Decimal:
     if price < 0:
         raise CatalogError(f'model "{model_id}": price {value!r} is negative')
     return price
+
+
+def _request_rules(model_id: str, known: dict[str, Any]) -> dict[str, Any]:
+    """The entry's ratios, default ratio and prompt cap, checked against the spec's ranges."""
+    ratios = _ratios(model_id, known.get("ratios", RATIOS))
+    default_ratio = known.get("default_ratio", _default_ratio(ratios))
+    if default_ratio not in ratios:
+        raise CatalogError(
+            f'model "{model_id}": default_ratio must be one of its ratios {list(ratios)}; '
+            f"got {default_ratio!r}"
+        )
+    max_prompt = known.get("max_prompt", MAX_PROMPT)
+    if type(max_prompt) is not int or not 1 <= max_prompt <= MAX_PROMPT:
+        raise CatalogError(
+            f'model "{model_id}": max_prompt must be a whole number from 1 to {MAX_PROMPT}; '
+            f"got {max_prompt!r}"
+        )
+    return {"ratios": ratios, "default_ratio": default_ratio, "max_prompt": max_prompt}
+
+
+def _default_ratio(ratios: tuple[str, ...]) -> str:
+    """1:1 as the spec's default, or the first ratio of a model that lacks it."""
+    return DEFAULT_RATIO if DEFAULT_RATIO in ratios else ratios[0]
+
+
+def _ratios(model_id: str, ratios: Any) -> tuple[str, ...]:
+    """A non-empty list of the spec's ratios, without repeats, in the order written."""
+    if not isinstance(ratios, list | tuple) or not ratios:
+        raise CatalogError(
+            f'model "{model_id}": ratios must be a non-empty list of {list(RATIOS)}; got {ratios!r}'
+        )
+    unknown = [r for r in ratios if r not in RATIOS]
+    if unknown:
+        raise CatalogError(f'model "{model_id}": unknown ratios {unknown}; use {list(RATIOS)}')
+    return tuple(dict.fromkeys(ratios))
