@@ -20,8 +20,6 @@ from darkroom.db.schema import Money
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 keys = sa.table(
     "api_keys", sa.column("id", sa.Integer), sa.column("credits"), sa.column("balance", Money())
