@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from darkroom.api.auth import presented_key
 from darkroom.api.deps import CurrentApp
 from darkroom.keys import ApiKey
-from darkroom.money import ZERO, json_number
+from darkroom.money import json_number
 
 router = APIRouter(prefix="/v1", tags=["balance"])
 
@@ -69,7 +69,7 @@ def org_id(key: ApiKey, secret: bytes) -> str:
 
 def _balance_of(key: ApiKey, org: str) -> BalanceObject:
     if key.balance is None:
-        return BalanceObject(orgId=org, balance=0, creditLimit=json_number(ZERO), unlimited=True)
+        return BalanceObject(orgId=org, balance=0, creditLimit=0, unlimited=True)
     return BalanceObject(
         orgId=org, balance=json_number(key.balance), creditLimit=json_number(key.credit_limit)
     )
