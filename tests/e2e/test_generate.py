@@ -194,6 +194,7 @@ def test_a_client_that_goes_away_neither_cancels_nor_loses_its_task(api_node):
         with pytest.raises(httpx.ReadTimeout):
             client.post("/v1/media/generate", json=QUICK, timeout=1)
         task_id = wait_for_task(api_node)
+        wait_for_log(api_node, "generate client left")  # the server stopped waiting for it
         left = client.get("/v1/media/result", params={"task_id": task_id}).json()
         assert left["status"] == "idle"  # queued, not canceled, when its client left
         api_node.start_worker()
@@ -202,6 +203,7 @@ def test_a_client_that_goes_away_neither_cancels_nor_loses_its_task(api_node):
         # Workers in another process: on SQLite the safety poll finds the end, on
         # PostgreSQL the NOTIFY does.
         assert generate(client, **QUICK)["status"] == "done"
+    assert "Traceback" not in api_node.logs()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ The wait does not poll the database fast: the worker that finishes a task (or th
 an idle one) announces it through the wakeup, in this process or by NOTIFY across processes
 on PostgreSQL, and the task row is read again only then or at the wakeup's slow safety poll
 (workers in another process on SQLite cannot announce anything). A client that goes away
-takes nothing with it: the task runs on and /result answers it later.
+takes nothing with it: the wait stops, the task runs on and /result answers it later.
 
 What the answer is, by how the task stands when the wait ends:
 
@@ -27,10 +27,13 @@ import asyncio
 import base64
 import contextlib
 import time
+from collections.abc import Coroutine
 from typing import Any, Literal
 
+import structlog
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from darkroom.api.deps import CurrentApp
 from darkroom.api.errors import Issue, invalid, issue
@@ -42,6 +45,7 @@ from darkroom.errors import InternalError, InvalidRequest
 from darkroom.tasks import Task, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
+log = structlog.get_logger("darkroom.api")
 
 SIZES = ["1K", "2K", "4K"]
 RESPONSE_FORMATS = ["url", "b64_json"]
@@ -85,7 +89,9 @@ async def generate(request: Request, app: CurrentApp, key: AuthorizedKey) -> Gen
     data = await read_json_body(request, app.settings.max_body_bytes)
     body, response_format = parse_generate(data)
     task = await accept_task(app, key, body)
-    task = await wait_for_end(app, task, app.settings.generate_timeout_seconds)
+    task = await _unless_client_leaves(
+        request, task, wait_for_end(app, task, app.settings.generate_timeout_seconds)
+    )
     return await _answer(app, task, response_format)
 
 
@@ -131,6 +137,30 @@ async def wait_for_end(app: App, task: Task, timeout: float) -> Task:
             maybe_ended.clear()  # before the read: an end announced during it wakes us again
             task = await app.store.get(task.id) or task
     return task
+
+
+async def _unless_client_leaves(
+    request: Request, task: Task, waiting: Coroutine[Any, Any, Task]
+) -> Task:
+    """The wait's result; if the client disconnects first, the wait stops (the task runs on,
+    for /result) and the request ends without an answer."""
+    wait = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (wait, gone):
+            pending.cancel()
+    if not wait.done() or wait.cancelled():
+        log.info("generate client left; the task goes on", task_id=task.id)
+        raise ClientDisconnect()
+    return wait.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects: its body is read, so the next message says so."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _answer(app: App, task: Task, response_format: str) -> GenerateObject:
