@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from tests.support.servers import Darkroom, running, wait_for_status
 
 GENERATE_KEYS = ["code", "id", "model", "status", "result", "url", "created_at"]
 QUICK = {"model": "google-imagen-3", "prompt": "a lighthouse at dusk", "ar": "16:9"}
+SQUARE = {"model": "google-imagen-3", "prompt": "a lighthouse at dusk"}
 WAIT = 120  # a bound for a hung test (seconds), never a measure
 SLOW_POLLS = {"poll_seconds": 600, "listen_poll_seconds": 600}  # far longer than WAIT
 
@@ -204,6 +206,27 @@ def test_a_client_that_goes_away_neither_cancels_nor_loses_its_task(api_node):
         # PostgreSQL the NOTIFY does.
         assert generate(client, **QUICK)["status"] == "done"
     assert "Traceback" not in api_node.logs()
+
+
+def test_a_generate_task_shares_an_engine_call_with_created_tasks(tmp_path):
+    with running(tmp_path, CONFIGS / "test.toml", "--workers", "0") as darkroom:
+        key = darkroom.create_key()
+        with client_for(darkroom, key) as client, client_for(darkroom, key) as other:
+            answers: list[dict] = []
+            waiting = threading.Thread(target=lambda: answers.append(generate(other, **SQUARE)))
+            waiting.start()
+            generated = wait_for_task(darkroom)
+            created = client.post("/v1/media/create", json=SQUARE).json()["id"]
+            darkroom.start_worker()  # its first claim finds both queued
+            waiting.join(WAIT)
+            assert [answer["status"] for answer in answers] == ["done"]
+            assert wait_for_status(client, created)["status"] == "done"
+        batches = [
+            json.loads(line)["tasks"]
+            for line in darkroom.logs().splitlines()
+            if '"event": "batch"' in line
+        ]
+        assert [sorted(batch) for batch in batches] == [sorted([generated, created])]
 
 
 @pytest.fixture
