@@ -223,6 +223,7 @@ class Worker:
             log.info("task failed", task_id=task.id, message=outcome.message)
         else:
             await self._store_and_complete(task, outcome)
+        self.wakeup.finished(task.id)  # a generate call waiting for this task reads it again
 
     async def _retry(self, task: Task, error: Exception) -> None:
         message = ENGINE_FAILED_MESSAGE.format(attempts=task.attempt)
