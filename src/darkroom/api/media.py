@@ -139,6 +139,11 @@ def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
         problems.append(
             issue(["images"], None, f"{spec.id} does not take reference images; leave out images")
         )
+    elif body.images and len(body.images) > spec.max_images:
+        most = f"{spec.max_images} reference image{'s' if spec.max_images > 1 else ''}"
+        problems.append(
+            issue(["images"], None, f"{spec.id} takes at most {most}; {len(body.images)} were sent")
+        )
     if problems:
         raise invalid(problems)
 

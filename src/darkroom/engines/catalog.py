@@ -7,6 +7,8 @@ Read from the settings file (see config.py), one table per model id:
     native_size = 1024       # side of the model's native square; sizes scale from it
     max_batch = 4            # tasks per engine call
     batch_wait_ms = 0        # how long a worker waits for a batch to fill
+    max_images = 1           # reference images a request may send (0: none; default: the engine's)
+    images_override_ar = true  # an edit keeps the first image's shape, not the request's ar
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
@@ -20,7 +22,7 @@ from typing import Any
 
 from darkroom.engines.local.options import DiffusersOptions, TinyOptions
 from darkroom.engines.options import EngineOptions
-from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
+from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
 
@@ -58,7 +60,10 @@ class ModelSpec:
     native_size: int = REFERENCE_SIDE
     ratios: tuple[str, ...] = RATIOS
     default_ratio: str = DEFAULT_RATIO
-    takes_images: bool = False
+    max_images: int = 0
+    """Reference images a task may carry: 0 takes none, a first-frame model takes 1."""
+    images_override_ar: bool = False
+    """An edit keeps its input's shape: with images, the size follows the first one's ratio."""
     max_batch: int = 1
     batch_wait_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +71,16 @@ class ModelSpec:
     engine_options: EngineOptions | None = None
     """The same, validated: a built-in engine's options model; None for a custom engine."""
 
+    @property
+    def takes_images(self) -> bool:
+        return self.max_images > 0
+
     def size_for(self, ratio: str) -> tuple[int, int]:
         return size_for(ratio, self.native_size)
+
+    def size_for_image(self, width: int, height: int) -> tuple[int, int]:
+        """The size of an edit of a width x height picture: the model's nearest ratio."""
+        return self.size_for(nearest_ratio(width, height, self.ratios))
 
 
 _SPEC_FIELDS = {
@@ -75,7 +88,8 @@ _SPEC_FIELDS = {
     "native_size",
     "ratios",
     "default_ratio",
-    "takes_images",
+    "max_images",
+    "images_override_ar",
     "max_batch",
     "batch_wait_ms",
 }
@@ -116,4 +130,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
         known["ratios"] = tuple(known["ratios"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
     typed = built_in.options.parse(model_id, engine, options) if built_in else None
+    known.setdefault("max_images", typed.max_images if typed else 0)
+    if not isinstance(known["max_images"], int) or known["max_images"] < 0:
+        raise CatalogError(f'model "{model_id}": max_images must be a whole number, 0 or more')
     return ModelSpec(id=model_id, **known, options=options, engine_options=typed)

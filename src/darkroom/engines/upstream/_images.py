@@ -4,13 +4,13 @@ ratio nearest to the size asked for, and bring the picture to exactly that size.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Iterable
 
 from PIL import Image, UnidentifiedImageError
 
 from darkroom.engines.base import GenerationError
 from darkroom.engines.catalog import ModelSpec
+from darkroom.engines.sizes import nearest_ratio
 
 
 def decode(data: bytes, provider: str) -> Image.Image:
@@ -20,18 +20,6 @@ def decode(data: bytes, provider: str) -> Image.Image:
     except (UnidentifiedImageError, OSError) as exc:
         raise GenerationError(f"{provider} returned data that is not an image.") from exc
     return image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
-
-
-def ratio_value(ratio: str) -> float:
-    width, height = ratio.split(":")
-    return int(width) / int(height)
-
-
-def nearest_ratio(width: int, height: int, ratios: Iterable[str]) -> str:
-    """The ratio among `ratios` closest to width:height (compared on a log scale, so 2:1 and
-    1:2 are equally far from 1:1)."""
-    wanted = math.log(width / height)
-    return min(ratios, key=lambda r: abs(math.log(ratio_value(r)) - wanted))
 
 
 def provider_ratio(spec: ModelSpec, width: int, height: int, supported: Iterable[str]) -> str:
