@@ -1,16 +1,30 @@
-"""Picture plumbing for upstream engines: decode what a provider returned, pick the provider
-ratio nearest to the size asked for, and bring the picture to exactly that size."""
+"""Picture plumbing for upstream engines: encode a task's reference images for a provider,
+decode what a provider returned, pick the provider ratio nearest to the size asked for, and
+bring the picture to exactly that size."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
 from darkroom.engines.base import GenerationError
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.sizes import nearest_ratio
+
+
+async def pngs(images: Sequence[Image.Image]) -> list[bytes]:
+    """The reference images as PNG files (lossless; every provider reads PNG), encoded in a
+    thread, off the event loop."""
+    return await asyncio.to_thread(lambda: [_png(image) for image in images])
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def decode(data: bytes, provider: str) -> Image.Image:
