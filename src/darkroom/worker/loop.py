@@ -147,7 +147,7 @@ class Worker:
             return True
         monitor = BatchMonitor()
         async with self._heartbeat([task.id for task in batch], monitor):
-            # 3. Read images: each task's reference images; a task without them fails alone
+            # 3. Read images: each task's reference images; one that cannot be had fails its task
             jobs = await self._jobs(batch)
             # 4. Generate: one engine call for the tasks that have their images
             outcomes = await self._generate(batch, jobs, monitor)
