@@ -132,10 +132,12 @@ async def test_reference_images_go_upstream_as_data_urls(monkeypatch):
     by_prompt = sorted(fake.created, key=lambda body: "images" in body)
     assert "images" not in by_prompt[0]  # a task without images sends none
     sent = by_prompt[1]["images"]
-    assert [url[:22] for url in sent] == ["data:image/png;base64,"] * 2
-    pictures = [Image.open(io.BytesIO(base64.b64decode(url[22:]))) for url in sent]
-    assert [p.size for p in pictures] == [(40, 30), (8, 8)]
-    assert pictures[0].convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    prefix = "data:image/jpeg;base64,"
+    assert [url[: len(prefix)] for url in sent] == [prefix] * 2
+    pictures = [Image.open(io.BytesIO(base64.b64decode(url[len(prefix) :]))) for url in sent]
+    assert [(p.format, p.size) for p in pictures] == [("JPEG", (40, 30)), ("JPEG", (8, 8))]
+    r, g, b = pictures[0].convert("RGB").getpixel((20, 15))
+    assert r > 240 and g < 15 and b < 15  # red, up to JPEG's rounding
 
 
 async def test_one_poller_serves_many_tasks(monkeypatch):

@@ -10,8 +10,9 @@ calls.py (upstream/options.py checks them all).
 
 Each job: create the upstream task (with retries), wait for it (one poller serves every task
 of the engine), download the result. A task's reference images go upstream as
-`data:image/png;base64,` URLs in `images`: the upstream could not reach links to this server's
-own files (private, or signed for this server), and the images were read here already.
+`data:image/jpeg;base64,` URLs in `images`: the upstream could not reach links to this server's
+own files (private, or signed for this server), and the images were read here already; JPEG at
+quality 92, as the upstream's request bodies may be small.
 
 Requests, answers and their error codes are Darkroom's own client's (darkroom/client), with
 its retries off: this engine's limits, timeouts and retries are calls.py's, like every
@@ -114,7 +115,7 @@ class RelayEngine(Engine):
     async def _relay(
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> Image.Image:
-        images = [_data_url(png) for png in await _images.pngs(job.images)]
+        images = [_data_url(jpeg) for jpeg in await _images.jpegs(job.images)]
         task = await self.upstream.call(
             lambda: self._asked(self._create(job, images)),
             canceled=lambda: monitor.is_canceled(job.task_id),
@@ -187,5 +188,5 @@ class RelayEngine(Engine):
         )
 
 
-def _data_url(png: bytes) -> str:
-    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+def _data_url(jpeg: bytes) -> str:
+    return f"data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}"
