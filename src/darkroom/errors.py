@@ -31,7 +31,7 @@ from typing import Any
 
 
 class Code(enum.IntEnum):
-    """The media API's codes (spec: "Error codes"); 0 is success."""
+    """The media API's codes (spec: "Errors"); 0 is success."""
 
     OK = 0
     INTERNAL = 1
@@ -44,6 +44,30 @@ class Code(enum.IntEnum):
     NO_METHOD = 99
     SENSITIVE_CONTENT = 1001
     UNSAFE_PROMPT = 1002
+
+
+# The hosted service's own sentence for each code (spec: "Errors"): every message of an answer
+# with that code begins with it, because its clients match words in it. Darkroom's specifics
+# follow it after a space.
+SENTENCES: dict[int, str] = {
+    Code.INTERNAL: "Internal server error.",
+    Code.BAD_KEY: "Invalid token, check if authorization header has a valid value.",
+    Code.INVALID: "Invalid input, check schema issues.",
+    Code.NOT_FOUND: "Record not found.",
+    Code.NO_BALANCE: "Insufficient balance, check account balance.",
+    Code.OVERLOADED: "Service on heavy load. Try again later.",
+    Code.MODEL_NOT_ALLOWED: "Has organization restrict for this model.",
+    Code.NO_METHOD: "API method not found, please check url you call.",
+    Code.SENSITIVE_CONTENT: (
+        "Sensitive content has been detected in your request or uploaded files."
+    ),
+    Code.UNSAFE_PROMPT: "Your prompt did not pass the content safety check.",
+}
+
+
+def worded(code: int, details: str = "") -> str:
+    """The message of an answer with this code: its sentence, then the details after a space."""
+    return " ".join(part for part in (SENTENCES.get(code, ""), details) if part)
 
 
 # The message of a task its owner canceled, as every part of Darkroom words it.
@@ -86,14 +110,25 @@ class TaskCanceled(GenerationError):
 
 
 class ApiError(DarkroomError):
-    """An answer with a non-zero `code`; a subclass names each known code."""
+    """An answer with a non-zero `code`; a subclass names each known code.
+
+    Raised with `details` (what exactly is wrong), its `message` is the code's sentence
+    followed by them, so that no route words a sentence itself. Raised again from an answer
+    (`error_for`), the `received` message is kept as the server sent it, never prefixed twice.
+    """
 
     def __init__(
-        self, message: str, *, code: int | None = None, issues: list[dict[str, Any]] | None = None
+        self,
+        details: str = "",
+        *,
+        code: int | None = None,
+        issues: list[dict[str, Any]] | None = None,
+        received: str | None = None,
     ) -> None:
-        super().__init__(message, issues=issues)
         if code is not None:
             self.code = code
+        message = worded(self.code or Code.INTERNAL, details) if received is None else received
+        super().__init__(message, issues=issues)
 
     def envelope(self) -> dict[str, Any]:
         """The answer's body: `code`, `message` and, for code 3, `issues`."""
@@ -175,8 +210,9 @@ ERRORS_BY_CODE: dict[int, type[ApiError]] = {
 
 
 def error_for(code: int, message: str, issues: list[dict[str, Any]] | None = None) -> ApiError:
-    """The exception for an answer's code; an unknown code is a plain ApiError carrying it."""
+    """The exception for an answer's code, carrying the answer's message as it was sent; an
+    unknown code is a plain ApiError carrying it."""
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:
-        return ApiError(message, code=code, issues=issues)
-    return cls(message, issues=issues)
+        return ApiError(code=code, issues=issues, received=message)
+    return cls(issues=issues, received=message)

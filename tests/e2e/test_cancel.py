@@ -49,9 +49,9 @@ def test_canceling_an_idle_task_fails_it_at_once_and_refunds_its_credit(idle_ser
         )  # no credits left
         canceled = client.post("/v1/media/cancel", json={"task_id": task["id"]}).json()
         assert canceled["status"] == "failed" and canceled["message"] == "canceled"
-        assert canceled["url"] is None
+        assert canceled["url"] is None and canceled["error"] == "canceled"
         assert list(canceled) == [
-            "code", "id", "model", "prompt", "created_at", "status", "url", "message"
+            "code", "id", "model", "prompt", "created_at", "status", "url", "message", "error"
         ]  # fmt: skip
         again = client.post("/v1/media/result", json={"task_id": task["id"]}).json()
         assert again == canceled

@@ -224,8 +224,8 @@ def test_usage_errors_exit_2(target, args):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["generate", "a fox", "--ar", "2:1"], ["aspect ratio", "code 3"]),
-        (["generate", "a fox", "--model", "dall-e-9"], ["unknown model", "code 3"]),
+        (["generate", "a fox", "--ar", "2:1"], ["ar: Invalid enum value", "'16:9'", "code 3"]),
+        (["generate", "a fox", "--model", "dall-e-9"], ["model:", "received 'dall-e-9'", "code 3"]),
         (["generate", "a forbiddenword"], ["safety", "code 1002"]),
         (["generate", "a fox", "--negative-prompt", "forbiddenword"], ["code 1001"]),
         (["result", "6880f043e6060500018821de"], ["No task", "code 4"]),

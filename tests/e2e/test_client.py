@@ -34,6 +34,7 @@ from darkroom.client import (
     UnsafePrompt,
     WaitTimeout,
 )
+from darkroom.errors import SENTENCES
 from tests.support.catalogs import CONFIGS
 from tests.support.servers import Darkroom, FlakyProxy, broken_model_catalog, free_port, running
 
@@ -158,6 +159,9 @@ def assert_api_error(error: DarkroomError, cls: type[ApiError], code: int) -> No
     assert error.code == code
     assert isinstance(error.message, str) and len(error.message) > 10
     assert str(error) == error.message
+    # The server's message as it was sent: its code's sentence, once, then the details.
+    assert error.message.startswith(SENTENCES[code] + " ")
+    assert error.message.count(SENTENCES[code]) == 1
 
 
 def test_code_2_an_unknown_or_revoked_key(darkroom):
@@ -184,7 +188,8 @@ def test_code_3_carries_the_issues(sdk):
     assert issue["path"] == ["ar"] and "16:9" in issue["expected"]
     with pytest.raises(InvalidRequest) as info:
         sdk.create("a fox", model="dall-e-9")
-    assert info.value.issues[0]["expected"] == ["google-imagen-3", "tiny-512"]
+    assert info.value.issues[0]["expected"] == "'google-imagen-3' | 'tiny-512'"
+    assert info.value.issues[0]["options"] == ["google-imagen-3", "tiny-512"]
     with pytest.raises(InvalidRequest):
         sdk.result("not-a-task-id")
 

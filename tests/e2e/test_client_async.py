@@ -145,9 +145,12 @@ async def test_code_3_carries_the_issues(sdk):
     assert error.code == 3
     assert error.issues == [
         {
+            "code": "invalid_enum_value",
+            "received": "21:9",
+            "options": ["1:1", "16:9", "9:16"],
+            "expected": "'1:1' | '16:9' | '9:16'",
             "path": ["ar"],
-            "expected": ["1:1", "16:9", "9:16"],
-            "message": "tiny-512 has no aspect ratio '21:9'; use one of ['1:1', '16:9', '9:16']",
+            "message": "Invalid enum value. Expected '1:1' | '16:9' | '9:16', received '21:9'",
         }
     ]
 

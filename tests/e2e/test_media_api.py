@@ -95,6 +95,17 @@ def test_default_ratio_is_square(client):
     assert Image.open(io.BytesIO(httpx.get(task["url"]).content)).size == (1024, 1024)
 
 
+def test_aspect_ratio_is_read_as_ar_when_ar_is_absent(client):
+    task = create(client, aspect_ratio="9:16")
+    assert task["prompt"] == "a lighthouse at dusk --ar 9:16"
+    done = wait_for_status(client, task["id"])
+    assert Image.open(io.BytesIO(httpx.get(done["url"]).content)).size == SPEC_TABLE["9:16"]
+
+
+def test_ar_wins_over_aspect_ratio(client):
+    assert create(client, ar="16:9", aspect_ratio="9:16")["prompt"].endswith(" --ar 16:9")
+
+
 def test_a_512_model_serves_square_as_512(client):
     task = wait_for_status(client, create(client, model="tiny-512", ar="1:1")["id"])
     assert Image.open(io.BytesIO(httpx.get(task["url"]).content)).size == (512, 512)

@@ -194,8 +194,11 @@ class FlakyProxy:
 
 
 _CANNED = {
-    "code 6": {"code": 6, "message": "The server is busy (2 tasks are waiting); try again."},
-    "code 1": {"code": 1, "message": "Internal server error; please try again later."},
+    "code 6": {
+        "code": 6,
+        "message": "Service on heavy load. Try again later. 2 tasks are waiting in the queue.",
+    },
+    "code 1": {"code": 1, "message": "Internal server error. Please try again later."},
 }
 
 

@@ -1,7 +1,8 @@
 """Exceptions to answers, in memory: each class of `darkroom.errors` is its code's envelope,
-a bug is code 1 (JSON, logged with path and method, no stack trace to the client), and a
-client that left is answered with nothing. The app is a bare FastAPI with Darkroom's
-handlers and guard installed, called as an ASGI server calls it."""
+its message the hosted service's sentence for the code and then the details (and raised again
+from an answer as it was sent), a bug is code 1 (JSON, logged with path and method, no stack
+trace to the client), and a client that left is answered with nothing. The app is a bare
+FastAPI with Darkroom's handlers and guard installed, called as an ASGI server calls it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from fastapi import FastAPI, Request
 from structlog.testing import capture_logs
 
 from darkroom.api import create_app
-from darkroom.api.errors import HANDLERS, InternalErrorMiddleware, install, invalid, issue
-from darkroom.errors import ERRORS_BY_CODE, Code, InvalidRequest
+from darkroom.api.errors import HANDLERS, InternalErrorMiddleware, install
+from darkroom.api.issues import invalid, required
+from darkroom.errors import ERRORS_BY_CODE, SENTENCES, ApiError, Code, InvalidRequest, error_for
 
 Message = dict[str, Any]
 
@@ -30,7 +32,7 @@ def bare_app() -> FastAPI:
 
     @app.post("/v1/media/invalid")
     async def invalid_input() -> None:
-        raise invalid([issue(["prompt"], "a string", "prompt is required")])
+        raise invalid([required(["prompt"], "string")])
 
     @app.post("/v1/media/bug")
     async def bug() -> None:
@@ -94,15 +96,49 @@ def answer_of(exchange: Exchange) -> tuple[int, dict[str, str], dict[str, Any]]:
 async def test_each_error_class_is_its_codes_envelope_with_http_200(code):
     status, _, body = answer_of(await call(bare_app(), "POST", f"/v1/media/refused/{code}"))
     assert status == 200
-    assert body == {"code": code, "message": f"refused with code {code}"}
+    assert body == {"code": code, "message": f"{SENTENCES[code]} refused with code {code}"}
+
+
+def test_every_code_has_the_hosted_services_sentence():
+    assert set(SENTENCES) == set(ERRORS_BY_CODE)
+    assert SENTENCES[Code.BAD_KEY] == (
+        "Invalid token, check if authorization header has a valid value."
+    )
+    assert all(sentence.endswith(".") for sentence in SENTENCES.values())
+
+
+def test_an_error_without_details_is_its_sentence_alone():
+    assert ERRORS_BY_CODE[Code.NOT_FOUND]().message == "Record not found."
+
+
+@pytest.mark.parametrize("code", sorted(ERRORS_BY_CODE))
+def test_an_answers_message_is_raised_again_as_it_was_sent(code):
+    sent = f"{SENTENCES[code]} what the server said"
+    error = error_for(code, sent, None)
+    assert type(error) is ERRORS_BY_CODE[code] and error.code == code
+    assert error.message == str(error) == sent  # not prefixed a second time
+    assert error_for(code, "an older server's words").message == "an older server's words"
+
+
+def test_an_unknown_code_is_a_plain_api_error_with_the_message_as_sent():
+    error = error_for(4242, "something new", None)
+    assert type(error) is ApiError and error.code == 4242 and error.message == "something new"
 
 
 async def test_invalid_input_carries_its_issues_and_sums_them_up():
     _, _, body = answer_of(await call(bare_app(), "POST", "/v1/media/invalid"))
     assert body == {
         "code": Code.INVALID,
-        "message": "Invalid request: prompt: prompt is required",
-        "issues": [{"path": ["prompt"], "expected": "a string", "message": "prompt is required"}],
+        "message": "Invalid input, check schema issues. prompt: Required",
+        "issues": [
+            {
+                "code": "invalid_type",
+                "expected": "string",
+                "received": "undefined",
+                "path": ["prompt"],
+                "message": "Required",
+            }
+        ],
     }
     assert isinstance(invalid([]), InvalidRequest)
 
@@ -117,7 +153,7 @@ async def test_a_bug_is_code_1_in_json_logged_with_path_and_method():
         exchange = await call(bare_app(), "POST", "/v1/media/bug")
     status, headers, body = answer_of(exchange)
     assert status == 200 and headers["content-type"] == "application/json"
-    assert body == {"code": 1, "message": "Internal server error; please try again later."}
+    assert body == {"code": 1, "message": "Internal server error. Please try again later."}
     assert "secret detail" not in json.dumps(body)
     [entry] = [e for e in logs if e["event"] == "internal error"]
     assert entry["path"] == "/v1/media/bug" and entry["method"] == "POST"

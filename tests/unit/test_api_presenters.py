@@ -51,7 +51,7 @@ def answer(task: Task, storage: LocalStorage, queue_position: int | None = None)
         ({}, 3, ["queue_position"]),
         ({"status": TaskStatus.PROCESSING, "progress": None}, 3, ["progress"]),
         ({"status": TaskStatus.DONE, "result_key": "k.webp", "finished_at": 1.0}, None, []),
-        ({"status": TaskStatus.FAILED, "message": "canceled"}, 3, ["message"]),
+        ({"status": TaskStatus.FAILED, "message": "canceled"}, 3, ["message", "error"]),
     ],
 )
 def test_extensions_appear_only_where_they_apply(storage, changes, queue_position, extensions):
@@ -70,6 +70,12 @@ def test_the_seven_fields_are_the_seeds():
         "status": "idle",
         "url": None,
     }
+
+
+def test_a_failed_task_says_why_in_message_and_in_error_alike(storage):
+    failed = dataclasses.replace(TASK, status=TaskStatus.FAILED, message="The image was refused.")
+    body = answer(failed, storage)
+    assert body["message"] == body["error"] == "The image was refused."
 
 
 def test_a_processing_task_without_progress_yet_is_at_0(storage):

@@ -69,6 +69,12 @@ def test_wait_polls_until_done_with_the_poll_backoffs_pauses() -> None:
     assert api.bodies() == [{"task_id": "task-1"}] * 4
 
 
+def test_a_failed_tasks_reason_is_read_from_error_when_message_is_absent() -> None:
+    # The hosted service's clients read either field; a server may send only `error`.
+    answer = task_answer("failed", error="The prompt was refused.")
+    assert Task.from_payload(answer).message == "The prompt was refused."
+
+
 def test_wait_raises_task_failed_with_the_servers_message() -> None:
     api = ScriptedApi(task_answer("failed", message="The prompt was refused."))
     with pytest.raises(TaskFailed, match="The prompt was refused.") as caught:

@@ -1,9 +1,10 @@
 """How exceptions become answers. Like the hosted service, API-level errors are HTTP 200 with a
-non-zero `code` and a `message` in plain words; code 3 adds `issues`, one per problem.
+non-zero `code` and a `message` that begins with the hosted service's sentence for the code
+(`darkroom.errors.SENTENCES`) and goes on in plain words; code 3 adds `issues`, one per problem.
 
-Routes raise the `darkroom.errors` classes (`InvalidRequest`, `TaskNotFound`, ...); the
-handlers here, keyed by exception class as Starlette's are, turn each into its envelope.
-`issue(...)` and `invalid(...)` build the code-3 answer's parts.
+Routes raise the `darkroom.errors` classes (`InvalidRequest`, `TaskNotFound`, ...) with their
+details; the handlers here, keyed by exception class as Starlette's are, turn each into its
+envelope. `darkroom.api.issues` builds the code-3 answer's issues.
 """
 
 from __future__ import annotations
@@ -18,23 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
 
-from darkroom.errors import ApiError, InternalError, InvalidRequest, MethodNotFound
+from darkroom.api.issues import from_pydantic, invalid
+from darkroom.errors import ApiError, InternalError, MethodNotFound
 
 log = structlog.get_logger("darkroom.api")
-Issue = dict[str, Any]
-
-
-def issue(path: list[str | int], expected: Any, message: str) -> Issue:
-    """One problem of a code-3 answer: where (`path`), what was expected, in words."""
-    return {"path": path, "expected": expected, "message": message}
-
-
-def invalid(issues: list[Issue]) -> InvalidRequest:
-    """Code 3 for these problems, the message summing them up field by field."""
-    summary = "; ".join(
-        f"{'.'.join(map(str, i['path'])) or 'body'}: {i['message']}" for i in issues
-    )
-    return InvalidRequest(f"Invalid request: {summary}", issues=issues)
 
 
 def error_response(error: ApiError) -> JSONResponse:
@@ -48,11 +36,7 @@ async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    issues = [
-        issue([p for p in e["loc"] if p not in ("body", "query")], e.get("type"), e["msg"])
-        for e in exc.errors()
-    ]
-    return error_response(invalid(issues))
+    return error_response(invalid(from_pydantic(exc.errors(), types={}, options={})))
 
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -113,5 +97,5 @@ class InternalErrorMiddleware:
             log.exception("internal error", path=scope.get("path"), method=scope.get("method"))
             if started:
                 raise
-            error = InternalError("Internal server error; please try again later.")
+            error = InternalError("Please try again later.")
             await error_response(error)(scope, receive, send)

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
-from darkroom.api.errors import invalid, issue
+from darkroom.api.issues import custom, invalid, too_big
 from darkroom.api.presenters import TaskObject
 from darkroom.api.requests import (
     MAX_SEED,
+    Choices,
     CreateRequest,
     ResultRequest,
     parse_create,
@@ -46,7 +47,8 @@ def _body_doc(model: type) -> dict[str, Any]:
 async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskObject:
     """Queue a generation task; answers at once with `status: "idle"`."""
     settings = app.settings
-    body = parse_create(await read_json_body(request, settings.max_body_bytes))
+    data = await read_json_body(request, settings.max_body_bytes)
+    body = parse_create(data, _choices(app, key))
     spec = _model_for(app, key, body.model)
     _check_inputs(spec, body)
     _check_content(app, body)
@@ -55,7 +57,7 @@ async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskO
         task = await app.store.create(new, key, max_queue=settings.max_queue)
     except QueueFull as exc:
         raise Overloaded(
-            f"The server is busy ({exc.args[0]} tasks are waiting); try again in a minute."
+            f"{exc.args[0]} tasks are waiting in the queue; try again in a minute."
         ) from exc
     except InsufficientCredits as exc:
         raise InsufficientBalance(
@@ -112,12 +114,16 @@ async def _live_answer(app: App, task: Task) -> TaskObject:
     return TaskObject.of(task, app.storage, app.settings.retention_seconds, queue_position=position)
 
 
+def _choices(app: App, key: ApiKey) -> Choices:
+    """What this key's create request is checked against: its models, their ratios and their
+    prompt caps."""
+    ratios = {model_id: app.catalog[model_id].ratios for model_id in app.catalog.ids()}
+    max_prompts = {model_id: app.catalog[model_id].max_prompt for model_id in ratios}
+    return Choices([m for m in ratios if key.may_use(m)], ratios, max_prompts)
+
+
 def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
-    if model_id not in app.catalog:
-        usable = [m for m in app.catalog.ids() if key.may_use(m)]
-        raise invalid(
-            [issue(["model"], usable, f"unknown model {model_id[:100]!r}; use one of {usable}")]
-        )
+    """The spec of a model the catalog serves (parse_create checked it), or code 7."""
     if not key.may_use(model_id):
         raise ModelNotAllowed(
             f"This API key may not use the model {model_id!r}; it may use {key.models}."
@@ -126,37 +132,24 @@ def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
 
 
 def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
-    problems = []
-    if body.ar is not None and body.ar not in spec.ratios:
-        problems.append(
-            issue(
-                ["ar"],
-                list(spec.ratios),
-                f"{spec.id} has no aspect ratio {body.ar[:20]!r}; use one of {list(spec.ratios)}",
-            )
-        )
-    if body.images and not spec.takes_images:
-        problems.append(
-            issue(["images"], None, f"{spec.id} does not take reference images; leave out images")
-        )
-    elif body.images and len(body.images) > spec.max_images:
-        most = f"{spec.max_images} reference image{'s' if spec.max_images > 1 else ''}"
-        problems.append(
-            issue(["images"], None, f"{spec.id} takes at most {most}; {len(body.images)} were sent")
-        )
-    if problems:
-        raise invalid(problems)
+    """Reference images only for a model that takes them, and at most its count of them."""
+    if not body.images:
+        return
+    field = body.sent_as("images")
+    if not spec.takes_images:
+        message = f"{spec.id} does not take reference images; leave out {field}"
+        raise invalid([custom([field], message)])
+    if len(body.images) > spec.max_images:
+        raise invalid([too_big([field], "array", spec.max_images)])
 
 
 def _check_content(app: App, body: CreateRequest) -> None:
     policy = app.policy
     if policy.flags(body.prompt):
-        raise UnsafePrompt("The prompt failed the content safety check; rephrase it.")
+        raise UnsafePrompt("Rephrase it and try again.")
     other_text = [body.negative_prompt or "", *(body.images or [])]
     if any(policy.flags(text) for text in other_text):
-        raise SensitiveContent(
-            "Sensitive content was detected in the request (negative prompt or image links)."
-        )
+        raise SensitiveContent("It was found in the negative prompt or in an image link.")
 
 
 def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> NewTask:

@@ -3,7 +3,7 @@
 One model serves both /docs and the answer: `TaskObject.of` sets the spec's seven fields and,
 only where they apply, the extensions; the routes answer with the fields that were set
 (`response_model_exclude_unset=True`), so an idle task has no `progress` and a done one no
-`message` (tests/e2e/test_media_api.py checks the exact keys).
+`message` or `error` (tests/e2e/test_media_api.py checks the exact keys).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ class TaskObject(BaseModel):
         None, description="Extension: tasks ahead of this one in the queue, while idle"
     )
     message: str | None = Field(None, description="Why the task failed, only when it failed")
+    error: str | None = Field(
+        None, description="The same text as `message`, which some clients read instead"
+    )
 
     @classmethod
     def of(
@@ -42,7 +45,8 @@ class TaskObject(BaseModel):
         queue_position: int | None = None,
     ) -> TaskObject:
         """The spec's seven fields; then, as extensions, `progress` while processing and
-        `queue_position` while idle (when known); `message` only for a failed task."""
+        `queue_position` while idle (when known); `message` and `error` (the same text: the
+        hosted service's clients read one or the other) only for a failed task."""
         return cls(
             code=0,
             id=task.id,
@@ -69,5 +73,5 @@ def _extensions(task: Task, queue_position: int | None) -> dict[str, Any]:
     if task.status is TaskStatus.IDLE and queue_position is not None:
         return {"queue_position": queue_position}
     if task.status is TaskStatus.FAILED:
-        return {"message": task.message}
+        return {"message": task.message, "error": task.message}
     return {}

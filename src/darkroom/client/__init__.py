@@ -31,7 +31,7 @@ from darkroom.client.errors import (
     UnsafePrompt,
     WaitTimeout,
 )
-from darkroom.client.models import Task
+from darkroom.client.models import Model, Task, TaskPage
 from darkroom.client.policy import Backoff, RetryPolicy
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "InternalError",
     "InvalidRequest",
     "MethodNotFound",
+    "Model",
     "ModelNotAllowed",
     "Overloaded",
     "RetryPolicy",
@@ -56,6 +57,7 @@ __all__ = [
     "Task",
     "TaskFailed",
     "TaskNotFound",
+    "TaskPage",
     "UnexpectedResponse",
     "UnsafePrompt",
     "WaitTimeout",

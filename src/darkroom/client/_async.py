@@ -13,7 +13,7 @@ from darkroom.client import flows
 from darkroom.client._base import DEFAULT_WAIT, ClientBase, raw_call, reply_of, task_id_of
 from darkroom.client.config import DEFAULT_MODEL
 from darkroom.client.flows import Call, Flow, Outcome, ProgressCallback, Sleep, T
-from darkroom.client.models import Task
+from darkroom.client.models import Model, Task, TaskPage
 from darkroom.client.policy import Backoff, RetryPolicy
 
 
@@ -61,6 +61,17 @@ class AsyncClient(ClientBase):
         """Cancels a task (a Darkroom extension): an idle one fails at once with the message
         "canceled", a processing one stops soon after; a finished one is left as it is."""
         return await self._run(flows.cancel(task_id_of(task), self.retry))
+
+    async def models(self) -> list[Model]:
+        """The models this key may use, with their ratios, prompt cap, image inputs and price
+        (a Darkroom extension)."""
+        return await self._run(flows.models(self.retry))
+
+    async def tasks(self, *, limit: int | None = None, cursor: str | None = None) -> TaskPage:
+        """One page of this key's tasks, newest first (a Darkroom extension): `limit` per page
+        (1 to 100; the server's default is 20), and the previous page's `next_cursor` for the
+        next one."""
+        return await self._run(flows.tasks(limit, cursor, self.retry))
 
     async def wait(
         self,

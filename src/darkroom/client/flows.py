@@ -26,7 +26,7 @@ from darkroom.client.errors import (
     WaitTimeout,
     error_for,
 )
-from darkroom.client.models import Task
+from darkroom.client.models import Model, Task, TaskPage
 from darkroom.client.policy import Backoff, RetryPolicy, is_transient
 
 T = TypeVar("T")
@@ -107,6 +107,28 @@ def cancel(task_id: str, retry: RetryPolicy) -> Flow[Task]:
     # Canceling twice is canceling once, so a broken connection may be retried.
     call = Call("POST", "/v1/media/cancel", json={"task_id": task_id})
     return parse_task((yield from api(call, retry)))
+
+
+def models(retry: RetryPolicy) -> Flow[list[Model]]:
+    """The models the key may use, with their rules (a Darkroom extension)."""
+    answer = yield from api(Call("GET", "/v1/media/models"), retry)
+    return _parsed(lambda: [Model.from_payload(entry) for entry in answer["data"]], "model list")
+
+
+def tasks(limit: int | None, cursor: str | None, retry: RetryPolicy) -> Flow[TaskPage]:
+    """One page of the key's tasks, newest first (a Darkroom extension); the server's default
+    page size when `limit` is None, the first page when `cursor` is None."""
+    params = {"limit": None if limit is None else str(limit), "cursor": cursor}
+    sent = {name: value for name, value in params.items() if value is not None}
+    answer = yield from api(Call("GET", "/v1/media/tasks", params=sent), retry)
+    return _parsed(lambda: _task_page(answer), "page of tasks")
+
+
+def _task_page(answer: dict[str, Any]) -> TaskPage:
+    cursor = answer.get("next_cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise TypeError("next_cursor")
+    return TaskPage([Task.from_payload(task) for task in answer["data"]], cursor)
 
 
 def wait(
@@ -232,11 +254,16 @@ def _int_code(code: Any) -> int:
 
 
 def parse_task(answer: dict[str, Any]) -> Task:
+    return _parsed(lambda: Task.from_payload(answer), "task")
+
+
+def _parsed(parse: Callable[[], T], what: str) -> T:
+    """What `parse` reads from a code-0 answer, or UnexpectedResponse when it is not that."""
     try:
-        return Task.from_payload(answer)
+        return parse()
     except (KeyError, TypeError, ValueError) as exc:
         raise UnexpectedResponse(
-            f"The server's answer is not a task (missing or wrong {exc}).", status_code=200
+            f"The server's answer is not a {what} (missing or wrong {exc}).", status_code=200
         ) from exc
 
 

@@ -1,4 +1,5 @@
-"""The task object as the API answers it, with the extension fields when a server sends them."""
+"""The task object as the API answers it, with the extension fields when a server sends them;
+and the answers of the listing extensions: a model with its rules, a page of tasks."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Task:
             created_at=int(data.get("created_at") or 0),
             status=str(data["status"]),
             url=data.get("url"),
-            message=data.get("message"),
+            message=data.get("message") or data.get("error"),
             progress=_number(data.get("progress")),
             queue_position=_integer(data.get("queue_position")),
             raw=dict(data),
@@ -57,6 +58,46 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model the key may use, as GET /v1/media/models describes it (a Darkroom extension)."""
+
+    id: str
+    kind: str
+    ratios: tuple[str, ...]
+    default_ratio: str
+    max_images: int
+    """Reference images a request may send (0: it takes none)."""
+    max_prompt: int
+    """The most characters of a prompt, after trimming."""
+    price: float
+    """What one task charges the key (0: free)."""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Model:
+        """Raises KeyError, TypeError or ValueError for an entry that is not a model."""
+        return cls(
+            id=str(data["id"]),
+            kind=str(data.get("kind", "image")),
+            ratios=tuple(str(ratio) for ratio in data["ratios"]),
+            default_ratio=str(data["default_ratio"]),
+            max_images=int(data.get("max_images") or 0),
+            max_prompt=int(data["max_prompt"]),
+            price=float(data.get("price") or 0),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of GET /v1/media/tasks (a Darkroom extension): the key's tasks, newest first."""
+
+    tasks: list[Task]
+    next_cursor: str | None
+    """The `cursor` of the next page; None: this is the last one."""
 
 
 def _number(value: Any) -> float | None:

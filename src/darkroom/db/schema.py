@@ -56,6 +56,8 @@ tasks = sa.Table(
     sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
     sa.Index("ix_tasks_finished", "status", "finished_at"),
+    # A key's tasks newest first, paged by keyset (GET /v1/media/tasks).
+    sa.Index("ix_tasks_by_key", "key_id", "enqueued_at", "id"),
 )
 
 leaders = sa.Table(

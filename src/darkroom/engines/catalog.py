@@ -7,12 +7,17 @@ Read from the settings file (see config.py), one table per model id:
     native_size = 1024       # side of the model's native square; sizes scale from it
     max_batch = 4            # tasks per engine call
     batch_wait_ms = 0        # how long a worker waits for a batch to fill
+    ratios = ["1:1", "16:9"] # a subset of the spec's seven (default: all of them)
+    max_prompt = 400         # the model's cap on a prompt's length after trimming (default 4000)
     max_images = 1           # reference images a request may send (0: none; default: the engine's)
     images_override_ar = true  # an edit keeps the first image's shape, not the request's ar
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
-catalog that cannot work stops the node at start (docs/models.md lists every option).
+catalog that cannot work stops the node at start (docs/models.md lists every option). So do
+the per-model rules the API checks requests against (ratios, default_ratio, max_prompt): a value
+out of the spec's range would otherwise turn every request for the model away, or let through
+what the spec forbids (tests/unit/test_catalog_rules.py).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
+
+MAX_PROMPT = 4000
+"""The spec's cap on a prompt's length after trimming; a model may set a lower one."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class ModelSpec:
     """Reference images a task may carry: 0 takes none, a first-frame model takes 1."""
     images_override_ar: bool = False
     """An edit keeps its input's shape: with images, the size follows the first one's ratio."""
+    max_prompt: int = MAX_PROMPT
     max_batch: int = 1
     batch_wait_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +99,8 @@ _SPEC_FIELDS = {
     "default_ratio",
     "max_images",
     "images_override_ar",
+    "max_prompt",
+    "takes_images",  # an older entry's: true reads as max_images = 1
     "max_batch",
     "batch_wait_ms",
 }
@@ -123,14 +134,60 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
     built_in = BUILT_IN_ENGINES.get(engine)
     known = {**(built_in.defaults if built_in else {})}
     known.update({k: v for k, v in entry.items() if k in _SPEC_FIELDS})
-    if "ratios" in known:
-        unknown = set(known["ratios"]) - set(RATIOS)
-        if unknown:
-            raise CatalogError(f'model "{model_id}": unknown ratios {sorted(unknown)}')
-        known["ratios"] = tuple(known["ratios"])
+    known.update(_request_rules(model_id, known))
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
     typed = built_in.options.parse(model_id, engine, options) if built_in else None
-    known.setdefault("max_images", typed.max_images if typed else 0)
-    if not isinstance(known["max_images"], int) or known["max_images"] < 0:
-        raise CatalogError(f'model "{model_id}": max_images must be a whole number, 0 or more')
+    known["max_images"] = _max_images(model_id, known, typed)
     return ModelSpec(id=model_id, **known, options=options, engine_options=typed)
+
+
+def _max_images(model_id: str, known: dict[str, Any], typed: EngineOptions | None) -> int:
+    """The entry's `max_images`; else 1 or 0 for an older entry's `takes_images`; else what
+    the engine knows its model takes (0 for a custom engine)."""
+    takes_images = known.pop("takes_images", None)
+    if "max_images" in known:
+        count = known["max_images"]
+    elif takes_images is not None:
+        count = 1 if takes_images else 0
+    else:
+        count = typed.max_images if typed else 0
+    if type(count) is not int or count < 0:
+        raise CatalogError(
+            f'model "{model_id}": max_images must be a whole number, 0 or more; got {count!r}'
+        )
+    return count
+
+
+def _request_rules(model_id: str, known: dict[str, Any]) -> dict[str, Any]:
+    """The entry's ratios, default ratio and prompt cap, checked against the spec's ranges."""
+    ratios = _ratios(model_id, known.get("ratios", RATIOS))
+    default_ratio = known.get("default_ratio", _default_ratio(ratios))
+    if default_ratio not in ratios:
+        raise CatalogError(
+            f'model "{model_id}": default_ratio must be one of its ratios {list(ratios)}; '
+            f"got {default_ratio!r}"
+        )
+    max_prompt = known.get("max_prompt", MAX_PROMPT)
+    if type(max_prompt) is not int or not 1 <= max_prompt <= MAX_PROMPT:
+        raise CatalogError(
+            f'model "{model_id}": max_prompt must be a whole number from 1 to {MAX_PROMPT}; '
+            f"got {max_prompt!r}"
+        )
+    return {"ratios": ratios, "default_ratio": default_ratio, "max_prompt": max_prompt}
+
+
+def _default_ratio(ratios: tuple[str, ...]) -> str:
+    """1:1 as the spec's default, or the first ratio of a model that lacks it."""
+    return DEFAULT_RATIO if DEFAULT_RATIO in ratios else ratios[0]
+
+
+def _ratios(model_id: str, ratios: Any) -> tuple[str, ...]:
+    """A non-empty list of the spec's ratios, without repeats, in the order written."""
+    if not isinstance(ratios, list | tuple) or not ratios:
+        raise CatalogError(
+            f'model "{model_id}": ratios must be a non-empty list of {list(RATIOS)}; got {ratios!r}'
+        )
+    unknown = [r for r in ratios if r not in RATIOS]
+    if unknown:
+        raise CatalogError(f'model "{model_id}": unknown ratios {unknown}; use {list(RATIOS)}')
+    return tuple(dict.fromkeys(ratios))

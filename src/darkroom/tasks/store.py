@@ -30,6 +30,8 @@ LEASE_LOST_MESSAGE = (
     "The worker generating this image stopped responding on every attempt; "
     "the task was given up. Please create it again."
 )
+# Where a task stands in its key's listing, newest first: (enqueued_at, id).
+TaskPosition = tuple[float, str]
 # A task's new state: the columns `_finish` sets (always with `status`).
 State = dict[str, Any]
 
@@ -123,6 +125,21 @@ class TaskStore:
     async def _queue_depth(conn: Connection) -> int:
         query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == IDLE)
         return (await conn.execute(query)).scalar_one()
+
+    async def newest_of_key(
+        self, key_id: int, *, limit: int, before: TaskPosition | None = None
+    ) -> list[Task]:
+        """Up to `limit` of the key's tasks, newest first: those created before `before` (the
+        position of the last task of the previous page), or the newest. A keyset page on the
+        (key_id, enqueued_at, id) index: each costs its rows, however many pages came before,
+        and a task created meanwhile never shifts the later pages."""
+        order = (tasks.c.enqueued_at, tasks.c.id)
+        query = sa.select(tasks).where(tasks.c.key_id == key_id)
+        if before is not None:
+            query = query.where(sa.tuple_(*order) < sa.tuple_(*before))
+        query = query.order_by(*(column.desc() for column in order)).limit(limit)
+        async with self.db.read() as conn:
+            return [Task.from_row(row) for row in (await conn.execute(query)).all()]
 
     # -- the worker's side --------------------------------------------------------------
 
