@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
-from darkroom.api.issues import custom, invalid
+from darkroom.api.issues import custom, invalid, too_big
 from darkroom.api.presenters import TaskObject
 from darkroom.api.requests import (
     MAX_SEED,
@@ -140,10 +140,15 @@ def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
 
 
 def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
-    if body.images and not spec.takes_images:
-        field = body.sent_as("images")
+    """Reference images only for a model that takes them, and at most its count of them."""
+    if not body.images:
+        return
+    field = body.sent_as("images")
+    if not spec.takes_images:
         message = f"{spec.id} does not take reference images; leave out {field}"
         raise invalid([custom([field], message)])
+    if len(body.images) > spec.max_images:
+        raise invalid([too_big([field], "array", spec.max_images)])
 
 
 def _check_content(app: App, body: CreateRequest) -> None:
