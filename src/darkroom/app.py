@@ -25,6 +25,7 @@ from darkroom.config import Settings, SettingsFile
 from darkroom.db import Database
 from darkroom.db.migrate import migrate
 from darkroom.engines import Catalog
+from darkroom.fetch import Fetcher
 from darkroom.keys import KeyStore
 from darkroom.maintenance import Maintenance
 from darkroom.safety import ContentPolicy
@@ -47,6 +48,8 @@ class App:
     catalog: Catalog
     policy: ContentPolicy
     wakeup: Wakeup = field(default_factory=Wakeup)
+    # The one guarded fetcher of outbound requests (DARKROOM_ALLOW_PRIVATE_URLS lifts its rule).
+    fetcher: Fetcher = field(default_factory=Fetcher)
     engines: EnginePool | None = None
     workers: list[Worker] = field(default_factory=list)
     maintenance: Maintenance | None = None
@@ -133,6 +136,7 @@ class App:
                 models=models,
                 wakeup=self.wakeup,
                 name=new_owner_name(index),
+                fetcher=self.fetcher,
             )
             self.workers.append(worker)
             self._running.append(asyncio.create_task(worker.run(), name=worker.owner))

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     memory_budget_mb: float | None = None
 
     max_queue: int = 10_000
+    # How long POST /v1/media/generate waits for its task to end before it answers the task
+    # as it stands (the client then goes on with /result).
+    generate_timeout_seconds: float = Field(120.0, gt=0)
     max_body_bytes: int = 1_000_000
     # Longer than a load balancer's idle timeout (60 s on common ones), so the server is never
     # the side that closes an idle connection just as a client reuses it.

@@ -107,14 +107,16 @@ class Fetcher:
 
     async def fetch_image(self, url: str, *, what: str = "the image") -> Image.Image:
         """A reference image from an http(s) or `data:` URL, checked for its pixel count before
-        it is decoded (a small file can claim a huge canvas)."""
+        it is decoded (a small file can claim a huge canvas). Decoding runs in a thread."""
         if url[:5].lower() == "data:":
-            content_type, data = self.decode_data_url(url, what)
+            content_type, data = await asyncio.to_thread(self.decode_data_url, url, what)
             host = "a data: URL"
         else:
             fetched = await self.fetch(url, what=what)
             content_type, data, host = fetched.content_type, fetched.data, _host_for_message(url)
-        return self.open_image(data, what=f"{what} at {host}", content_type=content_type)
+        return await asyncio.to_thread(
+            self.open_image, data, what=f"{what} at {host}", content_type=content_type
+        )
 
     def decode_data_url(self, url: str, what: str = "the image") -> tuple[str, bytes]:
         """(media type, bytes) of a base64 `data:` URL whose type is an image."""

@@ -3,11 +3,14 @@ service-account token exchange) and the Gemini API's `:generateContent`."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from darkroom.config import SettingsFile
 from darkroom.engines import BatchMonitor, CatalogError, GenerationError, Job, load_engine
@@ -295,3 +298,26 @@ async def test_vertex_gemini_image_model(fake, tmp_path):
     [call] = [r for r in fake.requests if r.path.endswith(":generateContent")]
     assert "/projects/darkroom-test/locations/us-central1/" in call.path
     assert call.json()["generationConfig"]["imageConfig"]["aspectRatio"] == "21:9"
+
+
+async def test_gemini_takes_reference_images_as_inline_parts(fake, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", API_KEY)
+    engine, spec = gemini_api(fake, tmp_path)
+    assert spec.max_images == 3
+    red, blue = Image.new("RGB", (40, 30), "red"), Image.new("RGB", (8, 8), "blue")
+    [image, plain] = await generate(engine, replace(job(spec), images=(red, blue)), job(spec, n=1))
+    assert not isinstance(image, GenerationError), image
+    with_images, without = sorted(fake.references, key=len, reverse=True)
+    pictures = [Image.open(io.BytesIO(data)) for data in with_images]
+    assert [(p.format, p.size) for p in pictures] == [("PNG", (40, 30)), ("PNG", (8, 8))]
+    assert pictures[0].convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    assert without == []
+    texts = [[part.get("text") for part in r.json()["contents"][0]["parts"]] for r in fake.requests]
+    assert ["a heron in the reeds"] in texts and [None, None, "a heron in the reeds"] in texts
+
+
+def test_imagen_takes_no_reference_images(fake, tmp_path):
+    engine, spec = vertex(fake, tmp_path)
+    assert spec.max_images == 0
+    with pytest.raises(CatalogError, match="takes no reference images"):
+        vertex(fake, tmp_path, max_images=1)

@@ -103,6 +103,54 @@ def test_each_family_gives_a_seed_the_same_image_alone_and_in_a_batch(family_eng
     assert np.abs(pixels(batch[1]) - pixels(batch[2])).mean() > 1  # other seeds differ
 
 
+IMAGE_TO_IMAGE = {
+    "sd15": "StableDiffusionImg2ImgPipeline",
+    "sdxl": "StableDiffusionXLImg2ImgPipeline",
+    "sd3": "StableDiffusion3Img2ImgPipeline",
+    "flux": "FluxImg2ImgPipeline",
+}
+
+
+def test_each_family_draws_from_a_reference_image_in_a_call_of_its_own(family_engine):
+    reference = Image.new("RGB", (300, 200), (230, 20, 20))
+    calls: list[list[str]] = []
+    call = family_engine._call
+
+    def counting(pipeline: Any, jobs: list[Job], callback: Any) -> Any:
+        calls.append([j.task_id[0] for j in jobs])
+        return call(pipeline, jobs, callback)
+
+    family_engine._call = counting
+    try:
+        with_image, plain = generate(family_engine, [job("a", images=(reference,)), job("b")])
+    finally:
+        del family_engine._call
+    derived = family_engine._image_to_image
+    assert type(derived).__name__ == IMAGE_TO_IMAGE[family_engine.family.name]
+    assert derived.vae is family_engine._pipeline.vae  # from_pipe: the same weights
+    assert with_image.size == plain.size == (NATIVE, NATIVE)
+    assert np.abs(pixels(with_image) - pixels(plain)).mean() > 1  # same seed and prompt
+    assert sorted(calls) == [["a"], ["b"]]  # with and without images never share a call
+
+
+class EditPipeline:
+    """Stands in for a FLUX Kontext-style pipeline: its own call takes the image."""
+
+    def __call__(self, prompt: Any, image: Any = None, width: int = 0, height: int = 0) -> Any:
+        raise AssertionError("not called here")
+
+
+def test_a_pipeline_that_takes_an_image_is_its_own_edit_pipeline(models_root):
+    engine = _engine(tiny_folder("sd15", models_root))
+    reference = Image.new("RGB", (300, 200))
+    arguments: dict[str, Any] = {"prompt": ["x"], "width": 128, "height": 96}
+    edit = EditPipeline()
+    assert engine._from_reference(edit, [job("a", images=(reference,))], arguments) is edit
+    assert engine._image_to_image is None and "strength" not in arguments
+    assert [image.size for image in arguments["image"]] == [(128, 96)]
+    assert (arguments["width"], arguments["height"]) == (128, 96)
+
+
 # -- defaults and options ------------------------------------------------------------------------
 
 

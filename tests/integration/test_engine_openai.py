@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
@@ -184,3 +187,27 @@ async def test_a_content_policy_violation_is_a_refusal_too(fake):
     assert isinstance(refusal, GenerationError)
     assert "blocked" in str(refusal) and "1002" in str(refusal)
     assert len(fake.requests) == 1
+
+
+async def test_a_task_with_reference_images_is_an_edit_that_uploads_them(fake):
+    engine, spec = engine_for(fake, quality="high", moderation="low")
+    red, blue = Image.new("RGB", (40, 30), "red"), Image.new("RGB", (20, 20), "blue")
+    edit = replace(job(spec, "16:9", prompt="make it night"), images=(red, blue))
+    [image] = await generate(engine, edit)
+    assert not isinstance(image, GenerationError), image
+    assert image.size == (edit.width, edit.height)
+    [request] = fake.requests
+    assert request.path == "/v1/images/edits"
+    [sent] = fake.edits
+    assert sent.fields["prompt"] == "make it night" and sent.fields["model"] == "gpt-image-1"
+    assert sent.fields["size"] == "1536x1024" and sent.fields["quality"] == "high"
+    assert "moderation" not in sent.fields  # the edit endpoint has no such field
+    uploaded = [Image.open(io.BytesIO(data)) for data in sent.images]
+    assert [(i.format, i.size) for i in uploaded] == [("PNG", (40, 30)), ("PNG", (20, 20))]
+    assert uploaded[0].convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+
+
+async def test_a_task_without_images_still_generates(fake):
+    engine, spec = engine_for(fake)
+    await generate(engine, job(spec))
+    assert [r.path for r in fake.requests] == ["/v1/images/generations"] and not fake.edits

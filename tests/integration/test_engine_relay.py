@@ -4,14 +4,18 @@ progress, against a scripted server speaking the same API)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
@@ -117,6 +121,23 @@ async def test_progress_is_reported_and_the_key_stays_with_the_api(monkeypatch):
     assert "authorization" not in download.headers
     [create] = [r for r in fake.requests if r.path == "/v1/media/create"]
     assert create.json()["ar"] == "16:9" and create.json()["seed"] == 3
+
+
+async def test_reference_images_go_upstream_as_data_urls(monkeypatch):
+    red, blue = Image.new("RGB", (40, 30), "red"), Image.new("RGB", (8, 8), "blue")
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        edit, plain = replace(job(spec, n=1), images=(red, blue)), job(spec, n=2)
+        await generate(engine, edit, plain)
+    by_prompt = sorted(fake.created, key=lambda body: "images" in body)
+    assert "images" not in by_prompt[0]  # a task without images sends none
+    sent = by_prompt[1]["images"]
+    prefix = "data:image/jpeg;base64,"
+    assert [url[: len(prefix)] for url in sent] == [prefix] * 2
+    pictures = [Image.open(io.BytesIO(base64.b64decode(url[len(prefix) :]))) for url in sent]
+    assert [(p.format, p.size) for p in pictures] == [("JPEG", (40, 30)), ("JPEG", (8, 8))]
+    r, g, b = pictures[0].convert("RGB").getpixel((20, 15))
+    assert r > 240 and g < 15 and b < 15  # red, up to JPEG's rounding
 
 
 async def test_one_poller_serves_many_tasks(monkeypatch):

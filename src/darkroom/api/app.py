@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from darkroom import __version__
-from darkroom.api import balance, errors, files, listing, media, ops
+from darkroom.api import balance, errors, files, generate, listing, media, ops
 from darkroom.app import App
 from darkroom.config import Settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         lifespan=lifespan,
     )
     app.include_router(media.router)
+    app.include_router(generate.router)
     app.include_router(listing.router)
     app.include_router(balance.router)
     app.include_router(files.router)

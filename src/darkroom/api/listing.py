@@ -90,16 +90,10 @@ def _entry(spec: ModelSpec) -> ModelEntry:
         id=spec.id,
         ratios=list(spec.ratios),
         default_ratio=spec.default_ratio,
-        max_images=_max_images(spec),
+        max_images=spec.max_images,
         max_prompt=spec.max_prompt,
         price=json_number(spec.price),
     )
-
-
-def _max_images(spec: ModelSpec) -> int:
-    """Until ModelSpec has `max_images` (issue 10's reference images): one image for a model
-    that takes them, none otherwise. Becomes `spec.max_images` when that field lands."""
-    return 1 if spec.takes_images else 0
 
 
 # -- the query: limit and cursor -----------------------------------------------------------------

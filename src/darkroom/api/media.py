@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
-from darkroom.api.issues import custom, invalid
+from darkroom.api.issues import custom, invalid, too_big
 from darkroom.api.presenters import TaskObject
 from darkroom.api.requests import (
     MAX_SEED,
@@ -46,9 +46,15 @@ def _body_doc(model: type) -> dict[str, Any]:
 @router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model_exclude_unset=True)
 async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskObject:
     """Queue a generation task; answers at once with `status: "idle"`."""
+    data = await read_json_body(request, app.settings.max_body_bytes)
+    task = await accept_task(app, key, parse_create(data, _choices(app, key)))
+    return TaskObject.of(task, app.storage, app.settings.retention_seconds)
+
+
+async def accept_task(app: App, key: ApiKey, body: CreateRequest) -> Task:
+    """Checks a parsed create body against the model, the key and the content policy, and
+    queues its task (durable when this returns): the one way in for create and generate."""
     settings = app.settings
-    data = await read_json_body(request, settings.max_body_bytes)
-    body = parse_create(data, _choices(app, key))
     spec = _model_for(app, key, body.model)
     _check_inputs(spec, body)
     _check_content(app, body)
@@ -65,7 +71,7 @@ async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskO
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
     app.wakeup.notify()
-    return TaskObject.of(task, app.storage, settings.retention_seconds)
+    return task
 
 
 async def requested_task_id(request: Request, app: CurrentApp) -> str:
@@ -98,6 +104,8 @@ async def cancel(app: CurrentApp, key: AuthorizedKey, task_id: RequestedTaskId) 
     denoising step and then fails the same way; a finished one is left as it is. The answer is
     the task as it stands after the request."""
     task = await app.store.cancel(task_id, key.id)
+    if task is not None and task.status is TaskStatus.FAILED:
+        app.wakeup.finished(task.id)  # a generate call waiting for it answers now
     return await _live_answer(app, _found(task, task_id))
 
 
@@ -132,10 +140,15 @@ def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
 
 
 def _check_inputs(spec: ModelSpec, body: CreateRequest) -> None:
-    if body.images and not spec.takes_images:
-        field = body.sent_as("images")
+    """Reference images only for a model that takes them, and at most its count of them."""
+    if not body.images:
+        return
+    field = body.sent_as("images")
+    if not spec.takes_images:
         message = f"{spec.id} does not take reference images; leave out {field}"
         raise invalid([custom([field], message)])
+    if len(body.images) > spec.max_images:
+        raise invalid([too_big([field], "array", spec.max_images)])
 
 
 def _check_content(app: App, body: CreateRequest) -> None:

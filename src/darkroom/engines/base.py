@@ -24,7 +24,8 @@ class Job:
     height: int
     seed: int
     negative_prompt: str | None = None
-    images: tuple[str, ...] = ()
+    images: tuple[Image.Image, ...] = ()
+    """The task's reference images, read and decoded (RGB) by the worker, in request order."""
 
 
 # An engine answers each job with an image, or with the reason that job alone failed.

@@ -10,6 +10,8 @@ Read from the settings file (see config.py), one table per model id:
     price = 0.5              # what one task costs its key (default 0: free; docs/money.md)
     ratios = ["1:1", "16:9"] # a subset of the spec's seven (default: all of them)
     max_prompt = 400         # the model's cap on a prompt's length after trimming (default 4000)
+    max_images = 1           # reference images a request may send (0: none; default: the engine's)
+    images_override_ar = true  # an edit keeps the first image's shape, not the request's ar
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
@@ -27,7 +29,7 @@ from typing import Any
 
 from darkroom.engines.local.options import DiffusersOptions, TinyOptions
 from darkroom.engines.options import EngineOptions
-from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, size_for
+from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
 from darkroom.errors import CatalogError
 from darkroom.money import ZERO, AmountError, parse_amount
@@ -69,7 +71,10 @@ class ModelSpec:
     native_size: int = REFERENCE_SIDE
     ratios: tuple[str, ...] = RATIOS
     default_ratio: str = DEFAULT_RATIO
-    takes_images: bool = False
+    max_images: int = 0
+    """Reference images a task may carry: 0 takes none, a first-frame model takes 1."""
+    images_override_ar: bool = False
+    """An edit keeps its input's shape: with images, the size follows the first one's ratio."""
     max_prompt: int = MAX_PROMPT
     max_batch: int = 1
     batch_wait_ms: int = 0
@@ -80,8 +85,16 @@ class ModelSpec:
     engine_options: EngineOptions | None = None
     """The same, validated: a built-in engine's options model; None for a custom engine."""
 
+    @property
+    def takes_images(self) -> bool:
+        return self.max_images > 0
+
     def size_for(self, ratio: str) -> tuple[int, int]:
         return size_for(ratio, self.native_size)
+
+    def size_for_image(self, width: int, height: int) -> tuple[int, int]:
+        """The size of an edit of a width x height picture: the model's nearest ratio."""
+        return self.size_for(nearest_ratio(width, height, self.ratios))
 
 
 _SPEC_FIELDS = {
@@ -89,8 +102,10 @@ _SPEC_FIELDS = {
     "native_size",
     "ratios",
     "default_ratio",
-    "takes_images",
+    "max_images",
+    "images_override_ar",
     "max_prompt",
+    "takes_images",  # an older entry's: true reads as max_images = 1
     "max_batch",
     "batch_wait_ms",
     "price",
@@ -130,6 +145,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
         known["price"] = _price(model_id, known["price"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
     typed = built_in.options.parse(model_id, engine, options) if built_in else None
+    known["max_images"] = _max_images(model_id, known, typed)
     return ModelSpec(id=model_id, **known, options=options, engine_options=typed)
 
 
@@ -141,6 +157,23 @@ def _price(model_id: str, value: object) -> Decimal:
     if price < 0:
         raise CatalogError(f'model "{model_id}": price {value!r} is negative')
     return price
+
+
+def _max_images(model_id: str, known: dict[str, Any], typed: EngineOptions | None) -> int:
+    """The entry's `max_images`; else 1 or 0 for an older entry's `takes_images`; else what
+    the engine knows its model takes (0 for a custom engine)."""
+    takes_images = known.pop("takes_images", None)
+    if "max_images" in known:
+        count = known["max_images"]
+    elif takes_images is not None:
+        count = 1 if takes_images else 0
+    else:
+        count = typed.max_images if typed else 0
+    if type(count) is not int or count < 0:
+        raise CatalogError(
+            f'model "{model_id}": max_images must be a whole number, 0 or more; got {count!r}'
+        )
+    return count
 
 
 def _request_rules(model_id: str, known: dict[str, Any]) -> dict[str, Any]:

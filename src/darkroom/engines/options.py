@@ -33,6 +33,12 @@ class EngineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @property
+    def max_images(self) -> int:
+        """The reference images a task of this engine may carry when the entry does not say
+        (`max_images`): none, unless the engine knows what its model takes."""
+        return 0
+
     @classmethod
     def parse(cls, model_id: str, engine: str, options: Mapping[str, Any]) -> Self:
         """The options of a catalog entry, or a CatalogError naming each option that is wrong."""

@@ -7,6 +7,9 @@ ratios scaled to their area, each side rounded to a multiple of 64.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 REFERENCE_SIDE = 1024
 REFERENCE_SIZES: dict[str, tuple[int, int]] = {
     "1:1": (1024, 1024),
@@ -31,3 +34,15 @@ def size_for(ratio: str, native_side: int = REFERENCE_SIDE) -> tuple[int, int]:
 
 def _multiple_of_64(side: float) -> int:
     return max(64, round(side / 64) * 64)
+
+
+def ratio_value(ratio: str) -> float:
+    width, height = ratio.split(":")
+    return int(width) / int(height)
+
+
+def nearest_ratio(width: int, height: int, ratios: Iterable[str]) -> str:
+    """The ratio among `ratios` closest to width:height (compared on a log scale, so 2:1 and
+    1:2 are equally far from 1:1)."""
+    wanted = math.log(width / height)
+    return min(ratios, key=lambda r: abs(math.log(ratio_value(r)) - wanted))

@@ -2,10 +2,12 @@
 
 1. Claim: lease the oldest ready task's batch (one statement; see TaskStore.claim).
 2. Fill: trim it to the model's `max_batch` and give it up to `batch_wait_ms` to fill.
-3. Generate: one engine call, while a heartbeat keeps the leases alive, records the batch's
-   progress (at most one write a second) and reads which of its tasks their owners canceled,
-   for the engine to stop at its next step.
-4. Store and finish: store each image and finish each task under its lease.
+3. Read images: each task's reference images, from storage or through the guarded fetcher
+   (references.py); a task whose image cannot be had fails alone, without retry. From here on a
+   heartbeat keeps the leases alive, records the batch's progress (at most one write a second)
+   and reads which of its tasks their owners canceled, for the engine to stop at its next step.
+4. Generate: one engine call for the tasks that have their images.
+5. Store and finish: store each image and finish each task under its lease.
 
 Every task of a batch ends in one outcome: an image, a `GenerationError` (retrying will not
 help; a canceled task is `TaskCanceled` whatever its engine answered), or a server error that
@@ -33,10 +35,12 @@ from PIL import Image
 from darkroom import metrics
 from darkroom.engines import BatchMonitor, Catalog, Job, ModelSpec
 from darkroom.errors import ConfigurationError, GenerationError, TaskCanceled
+from darkroom.fetch import Fetcher
 from darkroom.images import encode_webp
 from darkroom.storage import Storage, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
 from darkroom.worker.pool import EnginePool
+from darkroom.worker.references import ReferenceImages
 from darkroom.worker.wakeup import Wakeup
 
 log = structlog.get_logger("darkroom.worker")
@@ -87,6 +91,7 @@ class Worker:
         models: list[str] | None = None,
         wakeup: Wakeup | None = None,
         name: str | None = None,
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -97,6 +102,7 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.models = models if models is not None else catalog.ids()
         self.wakeup = wakeup or Wakeup()
+        self.references = ReferenceImages(storage, fetcher or Fetcher())
         self.owner = name or new_owner_name(0)
         self._stopping = asyncio.Event()
         # Models whose engine cannot work here, with why: their tasks fail without a load.
@@ -119,7 +125,7 @@ class Worker:
         log.info("worker stopped", owner=self.owner)
 
     async def _process_next_batch(self) -> bool:
-        """Runs one batch through the four steps; False when there was none to claim."""
+        """Runs one batch through the five steps; False when there was none to claim."""
         # 1. Claim: lease the oldest ready task and the tasks of its batch key
         limit = max(
             (self.catalog[m].max_batch for m in self.models if m in self.catalog), default=1
@@ -141,9 +147,11 @@ class Worker:
             return True
         monitor = BatchMonitor()
         async with self._heartbeat([task.id for task in batch], monitor):
-            # 3. Generate: one engine call for the batch, an outcome per task
-            outcomes = await self._generate(batch, monitor)
-            # 4. Store and finish: each image stored, each task finished under its lease
+            # 3. Read images: each task's reference images; one that cannot be had fails its task
+            jobs = await self._jobs(batch)
+            # 4. Generate: one engine call for the tasks that have their images
+            outcomes = await self._generate(batch, jobs, monitor)
+            # 5. Store and finish: each image stored, each task finished under its lease
             for task, outcome in zip(batch, outcomes, strict=True):
                 await self._finish(task, outcome)
         return True
@@ -179,29 +187,56 @@ class Worker:
                 batch_key=batch[0].batch_key,
             )
 
-    async def _generate(self, batch: list[Task], monitor: BatchMonitor) -> list[Outcome]:
-        """One engine call for the batch; an outcome per task, in order."""
-        model = batch[0].model
-        metrics.BATCH_SIZE.labels(model).observe(len(batch))
-        log.info("batch", model=model, size=len(batch), tasks=[t.id for t in batch])
-        outcomes: list[Outcome]
+    async def _jobs(self, batch: list[Task]) -> list[Job | Outcome]:
+        """Each task's job, its reference images read; or the outcome of a task whose images
+        could not be read. The tasks' images are read concurrently."""
+        spec = self.catalog[batch[0].model]
+        return list(await asyncio.gather(*(self._job(task, spec) for task in batch)))
+
+    async def _job(self, task: Task, spec: ModelSpec) -> Job | Outcome:
         try:
-            outcomes = list(await self._run_engine(model, [_job(task) for task in batch], monitor))
-        except ConfigurationError as exc:
-            self._unusable[model] = exc
-            log.error("model cannot run on this server", model=model, error=str(exc))
-            message = UNUSABLE_MODEL_MESSAGE.format(model=model, reason=str(exc).rstrip("."))
-            outcomes = [GenerationError(message)] * len(batch)
-        except GenerationError as exc:  # the whole batch cannot be made; retrying will not help
-            outcomes = [exc] * len(batch)
-        except Exception as exc:
-            log.exception("engine failed", model=model, tasks=[t.id for t in batch])
-            outcomes = [ServerError(exc)] * len(batch)
+            images = await self.references.read(task.params.images)
+        except GenerationError as exc:  # FetchFailed: the same URL would fail the same way
+            return exc
+        except Exception as exc:  # the storage failed: worth another try
+            log.exception("reading reference images failed", task_id=task.id)
+            return ServerError(exc)
+        return _job(task, spec, images)
+
+    async def _generate(
+        self, batch: list[Task], jobs: list[Job | Outcome], monitor: BatchMonitor
+    ) -> list[Outcome]:
+        """One engine call for the jobs that are ready; an outcome per task, in order."""
+        ready = [job for job in jobs if isinstance(job, Job)]
+        called = await self._call(batch[0].model, ready, monitor)
+        made = dict(zip([job.task_id for job in ready], called, strict=True))
+        outcomes = [made[job.task_id] if isinstance(job, Job) else job for job in jobs]
         # Canceled is canceled, also for engines that cannot stop midway or that failed.
         return [
             TaskCanceled() if task.id in monitor.canceled else outcome
             for task, outcome in zip(batch, outcomes, strict=True)
         ]
+
+    async def _call(self, model: str, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
+        """The engine's outcomes for the jobs, its failures turned into outcomes."""
+        if not jobs:
+            return []
+        metrics.BATCH_SIZE.labels(model).observe(len(jobs))
+        log.info("batch", model=model, size=len(jobs), tasks=[job.task_id for job in jobs])
+        outcomes: list[Outcome]
+        try:
+            outcomes = list(await self._run_engine(model, jobs, monitor))
+        except ConfigurationError as exc:
+            self._unusable[model] = exc
+            log.error("model cannot run on this server", model=model, error=str(exc))
+            message = UNUSABLE_MODEL_MESSAGE.format(model=model, reason=str(exc).rstrip("."))
+            outcomes = [GenerationError(message)] * len(jobs)
+        except GenerationError as exc:  # the whole batch cannot be made; retrying will not help
+            outcomes = [exc] * len(jobs)
+        except Exception as exc:
+            log.exception("engine failed", model=model, tasks=[job.task_id for job in jobs])
+            outcomes = [ServerError(exc)] * len(jobs)
+        return outcomes
 
     async def _run_engine(
         self, model: str, jobs: list[Job], monitor: BatchMonitor
@@ -223,6 +258,7 @@ class Worker:
             log.info("task failed", task_id=task.id, message=outcome.message)
         else:
             await self._store_and_complete(task, outcome)
+        self.wakeup.finished(task.id)  # a generate call waiting for this task reads it again
 
     async def _retry(self, task: Task, error: Exception) -> None:
         message = ENGINE_FAILED_MESSAGE.format(attempts=task.attempt)
@@ -279,13 +315,18 @@ class Worker:
                 log.exception("heartbeat failed", tasks=task_ids)
 
 
-def _job(task: Task) -> Job:
+def _job(task: Task, spec: ModelSpec, images: tuple[Image.Image, ...]) -> Job:
+    """The task's job; an edit of a model whose edits keep their input's shape is drawn at the
+    model's ratio nearest to the first image's, whatever ratio the request named."""
+    width, height = task.width, task.height
+    if images and spec.images_override_ar:
+        width, height = spec.size_for_image(*images[0].size)
     return Job(
         task_id=task.id,
         prompt=task.generation_prompt,
-        width=task.width,
-        height=task.height,
+        width=width,
+        height=height,
         seed=task.params.seed,
         negative_prompt=task.params.negative_prompt,
-        images=task.params.images,
+        images=images,
     )

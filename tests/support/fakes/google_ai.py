@@ -15,7 +15,9 @@ exchange a service account makes:
 - `:generateContent` (Gemini image models) on Vertex AI and on the Gemini API
   (`/{version}/models/{m}:generateContent`, `x-goog-api-key`): `generationConfig.imageConfig
   .aspectRatio`; answered with `candidates[0].content.parts[].inlineData`, a refused prompt
-  as `promptFeedback.blockReason`, a withheld image as `finishReason: IMAGE_SAFETY`.
+  as `promptFeedback.blockReason`, a withheld image as `finishReason: IMAGE_SAFETY`. Reference
+  images are `inlineData` parts (`mimeType`, base64 `data`; or snake_case) of the contents,
+  beside the text part; each request's are kept in `references` (decoded bytes, in order).
 
 Errors are Google's `{"error": {"code", "message", "status"}}`. Output sizes are the ones the
 models document for each ratio.
@@ -87,6 +89,7 @@ class FakeGoogle(FakeServer):
         super().__init__()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.tokens: set[str] = set()
+        self.references: list[list[bytes]] = []  # per generateContent request
 
     def service_account_file(self, folder: Path) -> Path:
         """A service-account key file whose token_uri is this server."""
@@ -215,9 +218,16 @@ class FakeGoogle(FakeServer):
         ratio = config.get("imageConfig", {}).get("aspectRatio", "1:1")
         if ratio not in GEMINI_SIZES:
             return Answer.json(400, _error(400, f"Unsupported aspect ratio: {ratio}"))
-        prompt = " ".join(
-            p.get("text", "") for c in body.get("contents", []) for p in c.get("parts", [])
-        )
+        parts = [p for c in body.get("contents", []) for p in c.get("parts", [])]
+        prompt = " ".join(p.get("text", "") for p in parts)
+        # Protocol-buffer JSON: lowerCamelCase or the fields' own snake_case names.
+        inline = [p.get("inlineData") or p["inline_data"] for p in parts if _is_inline(p)]
+        if any(
+            not (d.get("mimeType") or d.get("mime_type", "")).startswith("image/") for d in inline
+        ):
+            return Answer.json(400, _error(400, "Unsupported MIME type of an inline part."))
+        # Bytes are base64, standard or (as the SDK sends them) URL-safe.
+        self.references.append([_unb64(d["data"].translate(_URL_SAFE)) for d in inline])
         usage = {"promptTokenCount": 8, "totalTokenCount": 8}
         if BLOCKED_WORD in prompt:
             return Answer.json(
@@ -245,6 +255,13 @@ def _error(status: int, message: str) -> Any:
     return {
         "error": {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
     }
+
+
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _is_inline(part: dict[str, Any]) -> bool:
+    return "inlineData" in part or "inline_data" in part
 
 
 def _unb64(text: str) -> bytes:

@@ -2,7 +2,7 @@
 service's create/result protocol): every task reports `processing` with a `progress` for a
 few polls, then `done` with a link to a PNG on the same server. For what a real Darkroom does
 not show at will (progress, a slow task); the relay engine is otherwise tested against a real
-second Darkroom."""
+second Darkroom. Each create request's body is kept (`created`), reference images included."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ class FakeMediaAPI(FakeServer):
         self.polls_before_done = polls_before_done
         self.progress = progress
         self.tasks: dict[str, dict[str, Any]] = {}
+
+    @property
+    def created(self) -> list[dict[str, Any]]:
+        """The bodies of the create requests, in order."""
+        return [task["body"] for task in self.tasks.values()]
 
     def answer(self, request: Request) -> Answer:
         path = request.path.split("?")[0]

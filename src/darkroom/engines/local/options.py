@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 
 from darkroom.engines.options import EngineOptions
 
+# Image-to-image keeps the reference's layout and colours and redraws its detail.
+DEFAULT_STRENGTH = 0.6
+
 # The names a catalog entry may give `dtype`, and torch's name for each.
 DTYPES = {
     "float16": "float16",
@@ -38,6 +41,8 @@ class DiffusersOptions(EngineOptions):
     """torch.compile the UNet or transformer (CUDA; the first batch of each size is slow)."""
     channels_last: bool = True
     """Channels-last memory format for UNets on CUDA."""
+    strength: float = Field(DEFAULT_STRENGTH, gt=0, le=1)
+    """Image-to-image: how much of the reference is redrawn (1: all of it)."""
 
     @field_validator("dtype")
     @classmethod
@@ -57,3 +62,6 @@ class TinyOptions(EngineOptions):
     guidance: float = Field(5.0, ge=0)
     scale: int = Field(4, ge=1)
     """Denoise at 1/scale of the output's side, then resize."""
+    strength: float = Field(DEFAULT_STRENGTH, gt=0, le=1)
+    show_reference: float = Field(0.5, ge=0, le=1)
+    """Demo: how much of a reference image is blended into the result (0: none)."""

@@ -12,16 +12,25 @@ id or a local folder, kept loaded for the worker process's life.
     compile = false       # torch.compile the UNet or transformer (CUDA; slow first batches)
     max_batch = 8
     batch_wait_ms = 75
+    max_images = 1        # take a reference image (default 0: text only)
+    strength = 0.6        # image-to-image: how far from the reference the result may go
 
 A batch of compatible tasks (same size, steps, guidance) is one pipeline call with one
 generator per task, so a task's image depends on its own seed only, alone or in a batch. Images
 are generated at the task's size (the spec's ratios scaled to the model's native area); an
 engine built on this one may draw smaller and resize (the `tiny` engine, tiny.py).
+
+A task with a reference image is drawn from it: by the model's own pipeline when that takes an
+`image` (FLUX Kontext-style edit models), else by image-to-image
+(`AutoPipelineForImage2Image.from_pipe`, which shares the loaded weights) from the first image,
+resized to the drawn size, at the entry's `strength`. Tasks with and without images never share
+a pipeline call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import warnings
 from pathlib import Path
@@ -30,7 +39,7 @@ from typing import Any
 import structlog
 from PIL import Image
 
-from darkroom.engines.base import BatchMonitor, Engine, Job, Outcome
+from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.local.families import Family, family_of
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
@@ -60,6 +69,7 @@ class DiffusersEngine(Engine):
         self.family: Family | None = None
         self._device: str | None = None  # resolved from `device_name` when first asked
         self._pipeline: Any = None
+        self._image_to_image: Any = None  # built from the pipeline when a task first needs it
         self._lock = threading.Lock()  # one call at a time per pipeline, across workers
 
     # -- loading -------------------------------------------------------------------------
@@ -154,7 +164,7 @@ class DiffusersEngine(Engine):
 
     async def close(self) -> None:
         with self._lock:
-            self._pipeline = None
+            self._pipeline = self._image_to_image = None
         release_cached_memory()
 
     # -- generating ----------------------------------------------------------------------
@@ -182,14 +192,16 @@ class DiffusersEngine(Engine):
         return [outcomes[job.task_id] for job in jobs]
 
     def _call_groups(self, jobs: list[Job]) -> list[list[Job]]:
-        """Jobs that can share a pipeline call. Only SDXL splits: there, a job without a
-        negative prompt gets zero embeddings, which only a call without any can give."""
+        """Jobs that can share a pipeline call: the same size (an edit may take its image's),
+        all with reference images or all without. SDXL also splits on negative prompts: there,
+        a job without one gets zero embeddings, which only a call without any can give."""
         assert self.family is not None
-        if not self.family.zeros_for_empty_negative:
-            return [jobs]
-        with_negative = [job for job in jobs if job.negative_prompt]
-        without = [job for job in jobs if not job.negative_prompt]
-        return [group for group in (with_negative, without) if group]
+        splits_negative = self.family.zeros_for_empty_negative
+        groups: dict[tuple[int, int, bool, bool], list[Job]] = {}
+        for job in jobs:
+            negative = bool(job.negative_prompt) and splits_negative
+            groups.setdefault((job.width, job.height, bool(job.images), negative), []).append(job)
+        return list(groups.values())
 
     def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Image.Image]:
         import torch
@@ -209,12 +221,59 @@ class DiffusersEngine(Engine):
         }
         if self.family.negative_prompt and any(job.negative_prompt for job in jobs):
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        if jobs[0].images:
+            pipeline = self._from_reference(pipeline, jobs, arguments)
         images = pipeline(**arguments).images
-        return [_sized(image, width, height) for image in images]
+        return [
+            self._result(_sized(image, width, height), job)
+            for image, job in zip(images, jobs, strict=True)
+        ]
+
+    def _result(self, image: Image.Image, job: Job) -> Image.Image:
+        """The job's image as the pipeline drew it, at the task's size."""
+        return image
+
+    def _from_reference(self, pipeline: Any, jobs: list[Job], arguments: dict[str, Any]) -> Any:
+        """The pipeline that draws from the jobs' first reference images, with `arguments`
+        completed for it: the model's own when it takes an image, else image-to-image."""
+        size = (arguments["width"], arguments["height"])
+        arguments["image"] = [_sized(job.images[0], *size) for job in jobs]
+        if _takes(pipeline, "image"):
+            return pipeline
+        if self._image_to_image is None:
+            self._image_to_image = _image_to_image(pipeline, self.spec.id)
+        arguments["strength"] = self.options.strength
+        for name in ("width", "height"):  # SD and SDXL draw at the image's size
+            if not _takes(self._image_to_image, name):
+                del arguments[name]
+        return self._image_to_image
 
     def _drawn_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the pipeline draws a width x height task at: that size itself."""
         return width, height
+
+
+def _takes(pipeline: Any, name: str) -> bool:
+    """Whether the pipeline's call names this argument (beyond a catch-all **kwargs)."""
+    try:
+        return name in inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _image_to_image(pipeline: Any, model: str) -> Any:
+    """The image-to-image pipeline of the loaded one's family, sharing its components."""
+    from diffusers import AutoPipelineForImage2Image
+
+    try:
+        derived = AutoPipelineForImage2Image.from_pipe(pipeline)
+    except ValueError as exc:
+        raise GenerationError(
+            f"The model {model} cannot draw from a reference image on this server "
+            f"({type(pipeline).__name__} has no image-to-image pipeline); leave out images."
+        ) from exc
+    derived.set_progress_bar_config(disable=True)
+    return derived
 
 
 def _sized(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -9,14 +9,17 @@ Two backends:
   asking for it is refused at start.
 
 Ratios a model lacks (21:9 and 9:21 for Imagen) are drawn at the nearest ratio it has and
-center-cropped to the task's size. Safety blocks fail the task with code 1002 (the prompt) or
-1001 (the image) in the message.
+center-cropped to the task's size. Gemini image models take a task's reference images as inline
+PNG parts of the request, before its prompt; Imagen takes none (its entries' `max_images` is 0,
+and an entry that sets more is refused at start). Safety blocks fail the task with code 1002
+(the prompt) or 1001 (the image) in the message.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,10 @@ class GoogleEngine(Engine):
         self.model = options.upstream_model
         self.imagen = self.model.startswith("imagen")
         self.ratios = options.aspect_ratios or (IMAGEN_RATIOS if self.imagen else GEMINI_RATIOS)
+        if self.imagen and spec.max_images:
+            raise CatalogError(
+                f'model "{spec.id}": {self.model} takes no reference images; set max_images = 0'
+            )
         self.upstream = Upstream(PROVIDER, options)
         self._secrets: list[str] = []
         self._client = self._connect(options)
@@ -118,12 +125,17 @@ class GoogleEngine(Engine):
 
     async def _generate_one(self, job: Job, monitor: BatchMonitor) -> Image.Image:
         ratio = _images.provider_ratio(self.spec, job.width, job.height, self.ratios)
-        draw = self._imagen if self.imagen else self._gemini
+        references = await _images.pngs(job.images)  # none for Imagen: its entries take none
         data = await self.upstream.call(
-            lambda: self._guarded(draw(job.prompt, ratio)),
+            lambda: self._guarded(self._draw(job.prompt, ratio, references)),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
         return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
+
+    def _draw(self, prompt: str, ratio: str, references: list[bytes]) -> Awaitable[bytes]:
+        if self.imagen:
+            return self._imagen(prompt, ratio)
+        return self._gemini(prompt, ratio, references)
 
     async def _guarded(self, call: Any) -> bytes:
         """Awaits an SDK call, translating its exceptions."""
@@ -164,12 +176,14 @@ class GoogleEngine(Engine):
         # Vertex answers a filtered result with no image and, asked for it, the filter's reason.
         raise image_blocked(PROVIDER, reasons[0] if reasons else None)
 
-    async def _gemini(self, prompt: str, ratio: str) -> bytes:
+    async def _gemini(self, prompt: str, ratio: str, references: list[bytes]) -> bytes:
         from google.genai import types
 
+        images = [types.Part.from_bytes(data=png, mime_type="image/png") for png in references]
+        text = types.Part.from_text(text=prompt)
         response = await self._client.aio.models.generate_content(
             model=self.model,
-            contents=prompt,
+            contents=[types.Content(role="user", parts=[*images, text])],
             config=types.GenerateContentConfig(
                 response_modalities=["IMAGE"],
                 image_config=types.ImageConfig(aspect_ratio=ratio),

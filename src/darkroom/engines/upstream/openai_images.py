@@ -1,5 +1,7 @@
 """The `openai` engine: OpenAI's image models (gpt-image-1 and its successors) through the
-`openai` SDK, `POST /v1/images/generations`.
+`openai` SDK, `POST /v1/images/generations`; a task with reference images is an edit,
+`POST /v1/images/edits`, the images sent as PNG files of a multipart form (up to 16 for
+gpt-image models, one for dall-e-2).
 
 Catalog options: `upstream_model` (default gpt-image-1), `api_key_env` (default
 OPENAI_API_KEY), `base_url` (a proxy, Azure-compatible gateway, or a test server), `sizes`
@@ -50,6 +52,8 @@ class OpenAIEngine(Engine):
         self.extra = {k: v for k, v in passed.items() if v is not None}
         if self.model.startswith("dall-e"):
             self.extra["response_format"] = "b64_json"  # gpt-image models always send base64
+        # The edit endpoint has no moderation setting: it moderates as it always does.
+        self.edit_extra = {k: v for k, v in self.extra.items() if k != "moderation"}
         self._key = os.environ.get(options.api_key_env, "")
         if not self._key:
             raise CatalogError(f'model "{spec.id}": set {options.api_key_env} to an OpenAI API key')
@@ -70,8 +74,10 @@ class OpenAIEngine(Engine):
 
     async def _generate_one(self, job: Job, monitor: BatchMonitor) -> Image.Image:
         size = self._size_for(job.width, job.height)
+        encoded = await _images.pngs(job.images)
+        files = [(f"image-{index}.png", data, "image/png") for index, data in enumerate(encoded)]
         response = await self.upstream.call(
-            lambda: self._request(job.prompt, size),
+            lambda: self._request(job.prompt, size, files),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
         data = response.data or []
@@ -88,11 +94,17 @@ class OpenAIEngine(Engine):
         ratios = {f"{w}:{h}": size for size in self.sizes for w, h in [size.split("x")]}
         return ratios[_images.provider_ratio(self.spec, width, height, ratios)]
 
-    async def _request(self, prompt: str, size: str) -> Any:
+    async def _request(self, prompt: str, size: str, files: list[tuple[str, bytes, str]]) -> Any:
+        """A generation, or with files an edit of them."""
         import openai
 
+        images = self._client.images
         try:
-            return await self._client.images.generate(
+            if files:
+                return await images.edit(
+                    model=self.model, image=files, prompt=prompt, size=size, n=1, **self.edit_extra
+                )
+            return await images.generate(
                 model=self.model, prompt=prompt, size=size, n=1, **self.extra
             )
         except openai.APIStatusError as exc:

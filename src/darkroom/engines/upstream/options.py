@@ -39,6 +39,9 @@ class UpstreamOptions(EngineOptions):
         return Backoff(first=self.retry_initial_seconds, cap=self.retry_max_seconds)
 
 
+GEMINI_MAX_IMAGES = 3
+
+
 class GoogleOptions(UpstreamOptions):
     """Google's image models through the google-genai SDK (google_images.py)."""
 
@@ -53,8 +56,16 @@ class GoogleOptions(UpstreamOptions):
     aspect_ratios: tuple[Ratio, ...] | None = Field(None, min_length=1)
     """Default: Imagen's five, or Gemini's ten."""
 
+    @property
+    def max_images(self) -> int:
+        """Imagen draws from text alone; Gemini image models take reference images as parts of
+        the request (3 is where gemini-2.5-flash-image works best; newer ones take more)."""
+        return 0 if self.upstream_model.startswith("imagen") else GEMINI_MAX_IMAGES
+
 
 OPENAI_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+# Reference images per request: the edit endpoint takes 16 for gpt-image models, 1 for dall-e-2.
+OPENAI_MAX_IMAGES = 16
 
 
 class OpenAIOptions(UpstreamOptions):
@@ -67,6 +78,13 @@ class OpenAIOptions(UpstreamOptions):
     """The sizes the model draws; each task asks for the nearest ratio."""
     quality: str | None = None
     moderation: str | None = None
+
+    @property
+    def max_images(self) -> int:
+        """What OpenAI's edit endpoint takes for the model; dall-e-3 has no edits."""
+        if self.upstream_model.startswith("dall-e"):
+            return 1 if self.upstream_model == "dall-e-2" else 0
+        return OPENAI_MAX_IMAGES
 
 
 MIN_POLL_SECONDS = 1.0  # never poll one task more often than this

@@ -9,13 +9,19 @@ default DARKROOM_RELAY_API_KEY), `upstream_model` (default: the same id), `aspec
 calls.py (upstream/options.py checks them all).
 
 Each job: create the upstream task (with retries), wait for it (one poller serves every task
-of the engine), download the result. Requests, answers and their error codes are Darkroom's own
-client's (darkroom/client), with its retries off: this engine's limits, timeouts and retries
-are calls.py's, like every upstream engine's, and only its answers decide what may be retried.
+of the engine), download the result. A task's reference images go upstream as
+`data:image/jpeg;base64,` URLs in `images`: the upstream could not reach links to this server's
+own files (private, or signed for this server), and the images were read here already; JPEG at
+quality 92, as the upstream's request bodies may be small.
+
+Requests, answers and their error codes are Darkroom's own client's (darkroom/client), with
+its retries off: this engine's limits, timeouts and retries are calls.py's, like every
+upstream engine's, and only its answers decide what may be retried.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -109,8 +115,9 @@ class RelayEngine(Engine):
     async def _relay(
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> Image.Image:
+        images = [_data_url(jpeg) for jpeg in await _images.jpegs(job.images)]
         task = await self.upstream.call(
-            lambda: self._asked(self._create(job)),
+            lambda: self._asked(self._create(job, images)),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
         log.info("relayed", task_id=job.task_id, upstream_id=task.id)
@@ -118,14 +125,14 @@ class RelayEngine(Engine):
         data = await self.upstream.call(lambda: self._asked(self._client.image(url), RESULT_LINK))
         return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
 
-    def _create(self, job: Job) -> Awaitable[Task]:
+    def _create(self, job: Job, images: list[str]) -> Awaitable[Task]:
         return self._client.create(
             job.prompt,
             self.model,
             _images.provider_ratio(self.spec, job.width, job.height, self.ratios),
             seed=job.seed,  # Darkroom honours it; the hosted service ignores unknown fields
             negative_prompt=job.negative_prompt or None,
-            images=list(job.images) or None,
+            images=images or None,
         )
 
     async def _fetch(self, upstream_id: str) -> Task:
@@ -179,3 +186,7 @@ class RelayEngine(Engine):
         return UpstreamFailure(
             f"{PROVIDER} refused the request (code {code}: {said})", retryable=False
         )
+
+
+def _data_url(jpeg: bytes) -> str:
+    return f"data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}"
