@@ -25,6 +25,8 @@ from darkroom.worker import EnginePool, Worker
 from tests.support.tasks import new_task
 
 T = TypeVar("T")
+# What each task of the in-process queue costs its key (a balance of 100): 1, as a credit was.
+TASK_PRICE = Decimal(1)
 
 WAIT_SECONDS = 10.0  # a bound for a hung test, not a measure: tests pass in milliseconds
 POLL_SECONDS = 0.01
@@ -74,7 +76,8 @@ class Queue:
     async def add(self, index: int, model: str = MODEL, *, size: int = 64, **fields: Any) -> Task:
         """Queues task `index` (its seed; higher indices are younger) of `model` at a square
         `size`; `fields` override the NewTask's (max_attempts, prompt, ...)."""
-        new = dataclasses.replace(new_task(self.key, index, model, (size, size)), **fields)
+        queued = new_task(self.key, index, model, (size, size), cost=TASK_PRICE)
+        new = dataclasses.replace(queued, **fields)
         return await self.store.create(new, self.key, max_queue=1000)
 
     async def task(self, task_id: str) -> Task:

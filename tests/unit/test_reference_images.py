@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,9 @@ async def add(
     return await queue.add(index, model, size=size, params=params)
 
 
-async def credits(queue: Queue) -> int | None:
+async def credits(queue: Queue) -> Decimal | None:
     [key] = [k for k in await KeyStore(queue.db).list() if k.id == queue.key.id]
-    return key.credits
+    return key.balance
 
 
 async def test_a_data_url_reaches_the_engine_as_a_decoded_picture(queue: Queue) -> None:
