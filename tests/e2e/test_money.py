@@ -119,6 +119,16 @@ def test_a_refused_create_charges_nothing(server, body):
     assert balance_of(server, key).json()["balance"] == 1
 
 
+def test_generate_charges_like_create_and_answers_the_cost(server):
+    key = server.create_key("--balance", "0.25")
+    with client_for(server, key) as client:
+        body = {"model": "quarter", "prompt": "a lighthouse"}
+        answer = client.post("/v1/media/generate", json=body, timeout=150).json()
+        assert (answer["code"], answer["status"], answer["cost"]) == (0, "done", 0.25)
+        assert client.post("/v1/media/generate", json=body).json()["code"] == 5
+    assert balance_of(server, key).json()["balance"] == 0
+
+
 def test_the_models_listing_shows_each_models_price(server):
     answer = httpx.get(
         f"{server.base_url}/v1/media/models", headers={"Authorization": server.create_key()}
