@@ -87,8 +87,7 @@ def test_an_edit_keeps_the_shape_of_its_image(client):
 def test_a_data_url_reference_changes_the_image(client):
     red = data_url(Image.new("RGB", (64, 64), (220, 30, 30)))
     task = create(client, images=[red])
-    if task["code"] == 3:
-        pytest.xfail(f"create refuses data: URLs (api/requests.py): {task['message'][:120]}")
+    assert task["code"] == 0, task
     done = wait_for_status(client, task["id"])
     edited = download(done["url"]).convert("RGB")
     assert difference(made(client), edited) > 20
@@ -130,8 +129,7 @@ def test_an_image_that_cannot_be_had_fails_the_task_naming_it(client, url, messa
 )
 def test_a_data_url_that_cannot_be_read_fails_the_task_naming_it(client, url):
     task = create(client, images=[url])
-    if task["code"] == 3:
-        pytest.xfail(f"create refuses data: URLs (api/requests.py): {task['message'][:120]}")
+    assert task["code"] == 0, task
     failed = wait_for_status(client, task["id"])
     assert failed["status"] == "failed"
     assert failed["message"].startswith("images[0] at a data: URL is "), failed["message"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -108,3 +109,23 @@ def test_an_unexpected_pydantic_error_is_a_custom_issue_with_its_words():
 )
 def test_json_values_have_zods_type_names(value, name):
     assert json_type(value) == name
+
+
+def test_a_base64_data_url_of_an_image_is_a_reference_image():
+    url = "data:image/png;base64," + base64.b64encode(b"\x89PNG...").decode()
+    assert parsed(images=[url]).images == [url]
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("data:text/plain;base64,aGk=", "data: URL of text/plain, not an image"),
+        ("data:image/png,rawbytes", "not base64"),
+        ("data:image/png;base64,@@@", "base64 is malformed"),
+        ("ftp://example.com/a.png", "is not an http(s) URL or a data:image"),
+    ],
+)
+def test_an_image_that_is_neither_http_nor_an_image_data_url_is_code_3(url, words):
+    [issue] = issues_of({**GOOD, "images": [URL, url]})
+    assert (issue["code"], issue["path"]) == ("custom", ["images", 1])
+    assert words in issue["message"]

@@ -40,7 +40,11 @@ from darkroom.api.issues import (
 )
 from darkroom.engines.catalog import MAX_PROMPT
 from darkroom.errors import InvalidRequest
+from darkroom.fetch import Fetcher, FetchFailed
 from darkroom.ids import is_task_id
+
+# Checks the form of data: URLs at create (no fetching: the worker reads every image).
+DATA_URLS = Fetcher()
 
 MAX_SEED = 2**32 - 1
 
@@ -209,16 +213,27 @@ def _image_issues(data: Mapping[str, Any]) -> list[Issue]:
         sent = [(["image"], data.get("image"))]
     elif isinstance(images, list):
         sent = [(["images", i], url) for i, url in enumerate(images)]
-    return [
-        custom(path, f"{url[:100]!r} is not an http(s) URL")
-        for path, url in sent
-        if isinstance(url, str) and not _is_http_url(url)
-    ]
+    found = []
+    for path, url in sent:
+        problem = _image_problem(url, ".".join(map(str, path))) if isinstance(url, str) else None
+        if problem:
+            found.append(custom(path, problem))
+    return found
 
 
-def _is_http_url(url: str) -> bool:
+def _image_problem(url: str, field: str) -> str | None:
+    """Why a reference image cannot be used, judged by its form alone: an http(s) URL, or a
+    base64 `data:` URL of an image type (what it holds is read, and judged, by the worker)."""
+    if url[:5].lower() == "data:":
+        try:
+            DATA_URLS.decode_data_url(url, what=field)
+        except FetchFailed as refused:
+            return str(refused)
+        return None
     parsed = urlparse(url)
-    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return None
+    return f"{url[:100]!r} is not an http(s) URL or a data:image/...;base64, URL"
 
 
 def _storable(text: str) -> bool:
