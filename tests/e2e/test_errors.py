@@ -392,7 +392,7 @@ def test_a_key_out_of_credits_is_code_5(darkroom):
     headers = {"Authorization": key}
     assert httpx.post(url, json=GOOD, headers=headers).json()["code"] == 0
     answer = httpx.post(url, json=GOOD, headers=headers).json()
-    assert answer["code"] == 5 and "credits" in answer["message"]
+    assert answer["code"] == 5 and "balance cannot pay" in answer["message"]
 
 
 # -- code 7: model not allowed ------------------------------------------------------------------

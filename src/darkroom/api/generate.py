@@ -74,7 +74,7 @@ class GenerateObject(BaseModel):
     result: str | None = Field(None, description="The link, once done (null while running)")
     b64_json: str | None = Field(None, description="The file, base64, with b64_json")
     url: str | None
-    cost: float | None = Field(None, description="What the task is charged")
+    cost: int | float | None = Field(None, description="What the task is charged")
     created_at: int
 
 

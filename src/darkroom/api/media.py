@@ -67,7 +67,7 @@ async def accept_task(app: App, key: ApiKey, body: CreateRequest) -> Task:
         ) from exc
     except InsufficientFunds as exc:
         raise InsufficientBalance(
-            "This API key has no credits left; ask the operator for more."
+            "This key's balance cannot pay for this model's price; ask the operator to top it up."
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
     app.wakeup.notify()
