@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,16 @@ from darkroom.db.migrate import migrate
 from darkroom.keys import ApiKey
 from tests.support.tasks import new_task
 
-NO_SUCH_KEY = ApiKey(999, "none", "dk_none", None, None, 0.0, None)
+NO_SUCH_KEY = ApiKey(
+    id=999,
+    name="none",
+    prefix="dk_none",
+    models=None,
+    balance=None,
+    credit_limit=Decimal(0),
+    created_at=0.0,
+    revoked_at=None,
+)
 
 
 async def test_a_failed_commit_leaves_no_transaction_behind(tmp_path):
