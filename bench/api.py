@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 
 # The repository root replaces this script's folder on the import path, before any import:
-# tests.support is imported from there, and bench/claims.py must not shadow the standard
-# library's `queue`.
+# tests.support is imported from there.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
