@@ -112,10 +112,13 @@ class Settings(BaseSettings):
         path = self.data_dir / "secret"
         if not path.exists():
             # Written aside then linked into place, so two processes starting at once agree.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Private from the start: the folder 0700, the file 0600 from its creation on.
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             draft = path.with_name(f".secret-{os.getpid()}")
-            draft.write_text(secrets.token_hex(32))
-            draft.chmod(0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                os.fchmod(fd, 0o600)  # a stale draft of the same pid keeps its old mode
+                file.write(secrets.token_hex(32))
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)
             draft.unlink()
