@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from darkroom.engines.catalog import Catalog, CatalogError
+from darkroom.errors import ConfigurationError
 from darkroom.safety import ContentPolicy
 
 
@@ -106,8 +107,25 @@ class Settings(BaseSettings):
 
     @cached_property
     def signing_secret(self) -> bytes:
-        """DARKROOM_SECRET, or a secret kept in the data directory for a single machine."""
-        if self.secret:
+        """DARKROOM_SECRET, or a secret kept in the data directory for a single machine.
+        One that is empty, whitespace or under 32 characters is refused (anyone could forge
+        links with it) with a ConfigurationError, which stops a node at start."""
+        least = 32
+
+        def shortness(secret: str) -> str | None:
+            if len(secret.strip()) >= least:
+                return None
+            if not secret.strip():
+                return "empty" if not secret else "only whitespace"
+            return f"too short ({len(secret.strip())} characters)"
+
+        if self.secret is not None:
+            if short := shortness(self.secret):
+                raise ConfigurationError(
+                    f"DARKROOM_SECRET is {short}: set it to at least {least} random characters "
+                    "(`openssl rand -hex 32`), the same on every API node, or unset it to have "
+                    "one kept in the data folder"
+                )
             return self.secret.encode()
         path = self.data_dir / "secret"
         if not path.exists():
@@ -122,7 +140,14 @@ class Settings(BaseSettings):
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)
             draft.unlink()
-        return path.read_text().strip().encode()
+        secret = path.read_text()
+        if short := shortness(secret):
+            raise ConfigurationError(
+                f"the secret file {path} is {short}: delete it to have a new one made (links "
+                f"issued before stop working), write at least {least} random characters into "
+                "it, or set DARKROOM_SECRET"
+            )
+        return secret.strip().encode()
 
 
 # -- the settings file -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A model whose engine cannot work as configured (here: no API key for OpenAI) stops
 `darkroom worker` and `darkroom serve` at start with a message that names what is missing,
 rather than failing every task later with a server error; so does a storage that cannot work
-(S3 without credentials), in one line rather than a traceback."""
+(S3 without credentials) or a link secret anyone could guess (empty or short), in one line
+rather than a traceback."""
 
 from __future__ import annotations
 
@@ -65,3 +66,25 @@ def test_s3_storage_without_credentials_stops_serve_with_one_line_naming_them(tm
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "AWS_ACCESS_KEY_ID" in lines[0] and "AWS_SECRET_ACCESS_KEY" in lines[0]
+
+
+@pytest.mark.parametrize("content", ["", " \n\t\n", "too-short-a-secret\n"])
+def test_an_unusable_secret_file_stops_serve_with_one_line_naming_it(tmp_path, content):
+    # Anyone could forge links signed with an empty or short secret.
+    (tmp_path / "secret").write_text(content)
+    run = Darkroom(tmp_path, None).cli("serve", "--workers", "0", check=False, timeout=60)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(tmp_path / "secret") in lines[0] and "32" in lines[0]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "x" * 31])
+def test_an_unusable_darkroom_secret_stops_serve_with_one_line_naming_it(tmp_path, value):
+    run = Darkroom(tmp_path, None, secret=value).cli("serve", "--workers", "0", check=False)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "DARKROOM_SECRET" in lines[0] and "32" in lines[0]
