@@ -2,10 +2,13 @@
 `darkroom worker` and `darkroom serve` at start with a message that names what is missing,
 rather than failing every task later with a server error; so does a storage that cannot work
 (S3 without credentials) or a link secret anyone could guess (empty or short), in one line
-rather than a traceback."""
+rather than a traceback. `--first-key` shows the key it makes once."""
 
 from __future__ import annotations
 
+import re
+
+import httpx
 import pytest
 
 from tests.support.servers import Darkroom
@@ -88,3 +91,20 @@ def test_an_unusable_darkroom_secret_stops_serve_with_one_line_naming_it(tmp_pat
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "DARKROOM_SECRET" in lines[0] and "32" in lines[0]
+
+
+def test_the_first_key_is_printed_once_on_the_served_output(tmp_path):
+    # The welcome shares its stream with the access log: the raw key appears in it once, as a
+    # line to paste, and the curls that follow name it as $KEY.
+    server = Darkroom(tmp_path, None)
+    server.start_server("--workers", "0", "--first-key")
+    try:
+        output = server.logs()
+        (raw,) = re.findall(r"export KEY=(dk_[A-Za-z0-9_-]+)", output)
+        answer = httpx.get(f"{server.base_url}/v1/balance", headers={"Authorization": raw})
+        assert answer.status_code == 200 and answer.json()["unlimited"] is True
+    finally:
+        server.stop()
+    output = server.logs()
+    assert output.count(raw) == 1
+    assert output.count('-H "Authorization: $KEY"') == 2
