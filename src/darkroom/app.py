@@ -60,7 +60,8 @@ class App:
     def from_settings(cls, settings: Settings) -> App:
         """Builds the parts without touching the network; a configuration that cannot work
         raises here, before anything is opened."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private (0700): it holds the secret, the SQLite database and the results.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         file = SettingsFile.load(settings.config)
         db = Database(
             settings.sqlalchemy_url,

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from darkroom.engines.catalog import Catalog, CatalogError
+from darkroom.errors import ConfigurationError
 from darkroom.safety import ContentPolicy
 
 
@@ -106,20 +107,47 @@ class Settings(BaseSettings):
 
     @cached_property
     def signing_secret(self) -> bytes:
-        """DARKROOM_SECRET, or a secret kept in the data directory for a single machine."""
-        if self.secret:
+        """DARKROOM_SECRET, or a secret kept in the data directory for a single machine.
+        One that is empty, whitespace or under 32 characters is refused (anyone could forge
+        links with it) with a ConfigurationError, which stops a node at start."""
+        least = 32
+
+        def shortness(secret: str) -> str | None:
+            if len(secret.strip()) >= least:
+                return None
+            if not secret.strip():
+                return "empty" if not secret else "only whitespace"
+            return f"too short ({len(secret.strip())} characters)"
+
+        if self.secret is not None:
+            if short := shortness(self.secret):
+                raise ConfigurationError(
+                    f"DARKROOM_SECRET is {short}: set it to at least {least} random characters "
+                    "(`openssl rand -hex 32`), the same on every API node, or unset it to have "
+                    "one kept in the data folder"
+                )
             return self.secret.encode()
         path = self.data_dir / "secret"
         if not path.exists():
             # Written aside then linked into place, so two processes starting at once agree.
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Private from the start: the folder 0700, the file 0600 from its creation on.
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             draft = path.with_name(f".secret-{os.getpid()}")
-            draft.write_text(secrets.token_hex(32))
-            draft.chmod(0o600)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                os.fchmod(fd, 0o600)  # a stale draft of the same pid keeps its old mode
+                file.write(secrets.token_hex(32))
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)
             draft.unlink()
-        return path.read_text().strip().encode()
+        secret = path.read_text()
+        if short := shortness(secret):
+            raise ConfigurationError(
+                f"the secret file {path} is {short}: delete it to have a new one made (links "
+                f"issued before stop working), write at least {least} random characters into "
+                "it, or set DARKROOM_SECRET"
+            )
+        return secret.strip().encode()
 
 
 # -- the settings file -------------------------------------------------------------------------

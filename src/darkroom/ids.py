@@ -17,7 +17,8 @@ import time
 _counter = itertools.count(secrets.randbelow(1 << 24))
 _lock = threading.Lock()
 
-TASK_ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+# Matched whole (fullmatch): `$` would also let a trailing newline through.
+TASK_ID_PATTERN = re.compile(r"[0-9a-f]{24}")
 
 
 def new_task_id(now: float | None = None) -> str:
@@ -34,4 +35,4 @@ def created_at_of(task_id: str) -> int:
 
 
 def is_task_id(value: str) -> bool:
-    return bool(TASK_ID_PATTERN.match(value))
+    return TASK_ID_PATTERN.fullmatch(value) is not None

@@ -79,14 +79,18 @@ async def _check_engines(app: App, models: list[str]) -> None:
 
 
 def _print_welcome(settings: Settings, raw: str, models: list[str]) -> None:
+    """The key once, as a line to paste into a shell; the curls name it as $KEY (this goes to
+    the stream the access log writes to, so the key should appear there no more than it must)."""
     model = models[0] if models else "MODEL"
     typer.echo(
-        f"\nCreated your first API key (it is shown only once):\n\n  {raw}\n\n"
-        f"Try it:\n\n  curl -s {settings.base_url}/v1/media/create -H 'Authorization: {raw}' "
+        f"\nCreated your first API key (it is shown only once; keep it somewhere safe):\n\n"
+        f"  export KEY={raw}\n\n"
+        f"Try it:\n\n"
+        f'  curl -s {settings.base_url}/v1/media/create -H "Authorization: $KEY" '
         f"-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "ar": "16:9", "prompt": "a lighthouse at dusk"}}\'\n\n'
-        f"  curl -s '{settings.base_url}/v1/media/result?task_id=TASK_ID' "
-        f"-H 'Authorization: {raw}'\n"
+        f'  curl -s "{settings.base_url}/v1/media/result?task_id=TASK_ID" '
+        f'-H "Authorization: $KEY"\n'
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -48,6 +49,7 @@ class SQLiteDatabase:
         target = sa.make_url(url).set(drivername="sqlite")
         if target.database in (None, "", ":memory:"):
             raise ValueError("SQLite needs a database file: each connection to :memory: is empty")
+        _create_private(target.database)
         self.engine: Engine = sa.create_engine(
             target,
             connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False},
@@ -223,6 +225,16 @@ class _Threads:
                 conn.invalidate()
                 conn.close()
             raise
+
+
+def _create_private(database: str) -> None:
+    """Creates a missing database file 0600 (SQLite would make it 0644 under the usual umask);
+    SQLite gives its -wal and -shm files the database file's mode. A URI name (file:...) or a
+    folder that does not exist is left to SQLite, which opens or reports it as before."""
+    if database.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError, NotADirectoryError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _make_transactions_explicit(engine: Engine) -> None:

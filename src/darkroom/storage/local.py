@@ -33,9 +33,13 @@ class LocalStorage:
         path = self.path(key)
         if path is None:
             raise ValueError(f"storage key outside the storage folder: {key}")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         draft = path.with_name(f".{path.name}.{os.getpid()}.part")
-        draft.write_bytes(data)
+        # 0600 from creation on: only this service reads results, through signed links.
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(fd, 0o600)  # a stale draft of the same pid keeps its old mode
+            file.write(data)
         draft.replace(path)  # readers see the whole file or none of it
 
     def url(self, key: str, expires_at: float) -> str:
