@@ -62,6 +62,7 @@ class App:
         raises here, before anything is opened."""
         # Private (0700): it holds the secret, the SQLite database and the results.
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _ = settings.signing_secret  # a weak secret stops the node here, whatever the storage
         file = SettingsFile.load(settings.config)
         db = Database(
             settings.sqlalchemy_url,
