@@ -384,3 +384,21 @@ async def test_a_decompression_bomb_fails_the_task_once(monkeypatch):
     assert "over the limit of 40,000,000 pixels" in str(failure)
     assert "127.0.0.1" in str(failure)
     assert len([r for r in fake.requests if r.path.startswith("/files/")]) == 1  # no retries
+
+
+# -- a hostile upstream: replies -------------------------------------------------------------
+
+
+async def test_a_deeply_nested_reply_fails_only_its_own_task(monkeypatch):
+    depth = 100_000
+    nested = Answer(200, b'{"code": 0, "id": ' + b"[" * depth + b"]" * depth + b"}")
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        fake.next_id = "poisoned"
+        fake.result_answer = lambda task_id: nested if task_id == "poisoned" else None
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        outcomes = await generate(engine, *(job(spec, n=i) for i in range(3)))
+    failures = [o for o in outcomes if isinstance(o, GenerationError)]
+    assert len(failures) == 1, outcomes
+    assert "answered with something other than a task" in str(failures[0])
+    assert "tried 3 times" in str(failures[0])
+    assert [o.size for o in outcomes if o not in failures] == [(1024, 1024)] * 2

@@ -165,6 +165,10 @@ class RelayEngine(Engine):
             return await request
         except DarkroomError as exc:
             raise self._failure(exc, who) from None
+        except RecursionError:  # a JSON reply nested too deep to parse: this call's failure
+            raise UpstreamFailure(
+                f"{who} answered with something other than a task", retryable=True
+            ) from None
 
     # -- what went wrong -----------------------------------------------------------------
 
