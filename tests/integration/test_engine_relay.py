@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import math
 import sqlite3
 import struct
 import time
@@ -402,3 +403,38 @@ async def test_a_deeply_nested_reply_fails_only_its_own_task(monkeypatch):
     assert "answered with something other than a task" in str(failures[0])
     assert "tried 3 times" in str(failures[0])
     assert [o.size for o in outcomes if o not in failures] == [(1024, 1024)] * 2
+
+
+@pytest.mark.parametrize(
+    "progress", [float("nan"), float("inf"), float("-inf"), "50%", None, [1], {"a": 1}]
+)
+async def test_progress_that_is_not_a_number_is_ignored(progress, monkeypatch):
+    reports: list[float] = []
+
+    class Recording(BatchMonitor):
+        def report(self, fraction: float) -> None:
+            reports.append(fraction)
+            super().report(fraction)
+
+    with FakeMediaAPI(polls_before_done=2) as fake:
+        fake.progress = progress  # sent as it is with each "processing" answer
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        monitor = Recording()
+        [image] = await generate(engine, job(spec), monitor=monitor)
+    assert not isinstance(image, GenerationError), image
+    assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in reports), reports
+    assert math.isfinite(monitor.progress)
+
+
+async def test_a_progress_past_a_floats_range_fails_only_its_own_task(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        huge = Answer(
+            200, b'{"code": 0, "id": "x", "status": "processing", "progress": 1' + b"0" * 400 + b"}"
+        )
+        fake.next_id = "poisoned"
+        fake.result_answer = lambda task_id: huge if task_id == "poisoned" else None
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        outcomes = await generate(engine, *(job(spec, n=i) for i in range(2)))
+    failures = [o for o in outcomes if isinstance(o, GenerationError)]
+    assert len(failures) == 1, outcomes
+    assert "answered with something other than a task" in str(failures[0])

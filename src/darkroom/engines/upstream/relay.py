@@ -165,7 +165,9 @@ class RelayEngine(Engine):
             return await request
         except DarkroomError as exc:
             raise self._failure(exc, who) from None
-        except RecursionError:  # a JSON reply nested too deep to parse: this call's failure
+        except (RecursionError, OverflowError):
+            # A JSON reply nested too deep to parse, or a number past a float's range where
+            # the client reads one (progress): this call's failure, not every task's.
             raise UpstreamFailure(
                 f"{who} answered with something other than a task", retryable=True
             ) from None
