@@ -438,3 +438,15 @@ async def test_a_progress_past_a_floats_range_fails_only_its_own_task(monkeypatc
     failures = [o for o in outcomes if isinstance(o, GenerationError)]
     assert len(failures) == 1, outcomes
     assert "answered with something other than a task" in str(failures[0])
+
+
+@pytest.mark.parametrize("upstream_id", ["x" * 5000, "abc\ndef", "a\u200bb", "tab\there"])
+async def test_an_upstream_task_id_too_long_or_not_printable_is_refused(upstream_id, monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.next_id = upstream_id
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "answered with a task id that is not valid" in str(failure)
+    assert upstream_id not in str(failure) and len(str(failure)) < 300
+    assert [r.path for r in fake.requests] == ["/v1/media/create"]  # never polled with it

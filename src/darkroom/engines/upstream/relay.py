@@ -66,6 +66,7 @@ _OPERATOR_CODES = {
 _REFUSAL_CODES = {Code.SENSITIVE_CONTENT, Code.UNSAFE_PROMPT}
 # A result is read through the guarded fetcher: streamed and abandoned past max_bytes, its
 # pixels counted from the header before decoding.
+MAX_UPSTREAM_ID = 200  # characters; an id is logged, polled with and kept while it runs
 RESULT_LIMITS = FetchLimits(max_bytes=64 * 1024 * 1024, max_pixels=40_000_000)
 
 
@@ -127,6 +128,7 @@ class RelayEngine(Engine):
             lambda: self._asked(self._create(job, images)),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
+        _check_upstream_id(task.id)
         log.info("relayed", task_id=job.task_id, upstream_id=task.id)
         url = await self._poller.wait(job, task.id, monitor, batch_progress)
         # Every refusal and failure of the fetcher (FetchFailed, naming only the host) fails
@@ -213,3 +215,18 @@ class RelayEngine(Engine):
 
 def _data_url(jpeg: bytes) -> str:
     return f"data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}"
+
+
+def _check_upstream_id(upstream_id: str) -> None:
+    """Refuses an upstream task id that is empty, too long or not printable ASCII; the
+    message tells its length, never the id itself."""
+    if (
+        0 < len(upstream_id) <= MAX_UPSTREAM_ID
+        and upstream_id.isascii()
+        and upstream_id.isprintable()
+    ):
+        return
+    raise GenerationError(
+        f"{PROVIDER} answered with a task id that is not valid ({len(upstream_id)} characters, "
+        f"at most {MAX_UPSTREAM_ID} printable ones allowed); please try again later."
+    )
