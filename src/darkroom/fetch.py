@@ -256,3 +256,8 @@ def _host_for_message(url: str) -> str:
     except ValueError:
         hostname = None
     return hostname[:100] if hostname else "an invalid URL"
+
+
+def host_for_message(url: str) -> str:
+    """The host of `url` as a message may name it (what FetchFailed messages name)."""
+    return _host_for_message(url)

@@ -7,8 +7,11 @@ import asyncio
 import base64
 import contextlib
 import io
+import math
 import sqlite3
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +22,9 @@ from PIL import Image
 
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
+from darkroom.engines.upstream import relay
+from darkroom.fetch import ALLOW_PRIVATE_VARIABLE
+from tests.support.fakes.base import Answer, png
 from tests.support.fakes.media_api import API_KEY as FAKE_KEY
 from tests.support.fakes.media_api import FakeMediaAPI
 from tests.support.fakes.serving import client_for, download, serving
@@ -268,3 +274,179 @@ async def test_an_upstream_that_never_finishes_times_the_task_out(monkeypatch):
         [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
     assert "did not finish" in str(failure)
+
+
+# -- a hostile upstream: result links (the spec's outbound rules) -------------------------------
+
+
+def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A small PNG whose header claims a huge canvas: nothing may decode it."""
+    data = bytearray(png(8, 8))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+async def test_a_result_link_to_a_private_address_is_refused(monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
+    with FakeMediaAPI(polls_before_done=0) as fake, FakeMediaAPI() as private:
+        fake.result_url = f"{private.base_url}/files/secret.png"
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert str(failure) == (
+        "The upstream image service's result link at 127.0.0.1 is not allowed: "
+        "it is not a public address."
+    )
+    assert private.requests == []  # never connected to
+
+
+async def test_a_redirect_to_a_private_address_is_refused(monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
+    with FakeMediaAPI(polls_before_done=0) as fake, FakeMediaAPI() as private:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        target = f"{private.base_url}/files/secret.png"
+        original = fake.answer
+
+        def answer(request):
+            if request.path.startswith("/files/"):
+                return Answer(302, b"", {"Location": target})
+            return original(request)
+
+        fake.answer = answer
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "is not allowed: it is not a public address" in str(failure)
+    assert private.requests == []
+
+
+async def test_a_result_link_on_the_base_url_origin_is_trusted(monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert not isinstance(image, GenerationError), image
+    assert image.size == (1024, 1024)
+
+
+async def test_private_result_links_are_fetched_when_allowed(monkeypatch):
+    monkeypatch.setenv(ALLOW_PRIVATE_VARIABLE, "1")
+    with FakeMediaAPI(polls_before_done=0) as fake, FakeMediaAPI() as other:
+        fake.result_url = f"{other.base_url}/files/elsewhere.png"
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [image] = await generate(engine, job(spec))
+    assert not isinstance(image, GenerationError), image
+    assert [r.path for r in other.requests] == ["/files/elsewhere.png"]
+
+
+async def test_a_huge_result_is_abandoned_past_the_size_cap(monkeypatch):
+    """A 1 GB answer without a length: read in chunks and dropped past max_bytes."""
+    monkeypatch.setenv(ALLOW_PRIVATE_VARIABLE, "1")
+    sent = 0
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal sent
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n")
+        chunk = b"\0" * (1 << 20)
+        with contextlib.suppress(ConnectionError):
+            while sent < 1 << 30:
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with FakeMediaAPI(polls_before_done=0) as fake:
+            fake.result_url = f"http://127.0.0.1:{port}/huge.png"
+            engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+            [failure] = await generate(engine, job(spec))
+    finally:
+        server.close()
+    assert isinstance(failure, GenerationError)
+    limit = relay.RESULT_LIMITS.max_bytes
+    assert str(failure) == (
+        f"The upstream image service's result link at 127.0.0.1 is over {limit // 1_000_000} MB."
+    )
+    assert sent < 1 << 30  # abandoned long before the end
+
+
+async def test_a_decompression_bomb_fails_the_task_once(monkeypatch):
+    monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.result_file = _bomb_png()
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "over the limit of 40,000,000 pixels" in str(failure)
+    assert "127.0.0.1" in str(failure)
+    assert len([r for r in fake.requests if r.path.startswith("/files/")]) == 1  # no retries
+
+
+# -- a hostile upstream: replies -------------------------------------------------------------
+
+
+async def test_a_deeply_nested_reply_fails_only_its_own_task(monkeypatch):
+    depth = 100_000
+    nested = Answer(200, b'{"code": 0, "id": ' + b"[" * depth + b"]" * depth + b"}")
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        fake.next_id = "poisoned"
+        fake.result_answer = lambda task_id: nested if task_id == "poisoned" else None
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        outcomes = await generate(engine, *(job(spec, n=i) for i in range(3)))
+    failures = [o for o in outcomes if isinstance(o, GenerationError)]
+    assert len(failures) == 1, outcomes
+    assert "answered with something other than a task" in str(failures[0])
+    assert "tried 3 times" in str(failures[0])
+    assert [o.size for o in outcomes if o not in failures] == [(1024, 1024)] * 2
+
+
+@pytest.mark.parametrize(
+    "progress", [float("nan"), float("inf"), float("-inf"), "50%", None, [1], {"a": 1}]
+)
+async def test_progress_that_is_not_a_number_is_ignored(progress, monkeypatch):
+    reports: list[float] = []
+
+    class Recording(BatchMonitor):
+        def report(self, fraction: float) -> None:
+            reports.append(fraction)
+            super().report(fraction)
+
+    with FakeMediaAPI(polls_before_done=2) as fake:
+        fake.progress = progress  # sent as it is with each "processing" answer
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        monitor = Recording()
+        [image] = await generate(engine, job(spec), monitor=monitor)
+    assert not isinstance(image, GenerationError), image
+    assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in reports), reports
+    assert math.isfinite(monitor.progress)
+
+
+async def test_a_progress_past_a_floats_range_fails_only_its_own_task(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        huge = Answer(
+            200, b'{"code": 0, "id": "x", "status": "processing", "progress": 1' + b"0" * 400 + b"}"
+        )
+        fake.next_id = "poisoned"
+        fake.result_answer = lambda task_id: huge if task_id == "poisoned" else None
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        outcomes = await generate(engine, *(job(spec, n=i) for i in range(2)))
+    failures = [o for o in outcomes if isinstance(o, GenerationError)]
+    assert len(failures) == 1, outcomes
+    assert "answered with something other than a task" in str(failures[0])
+
+
+@pytest.mark.parametrize("upstream_id", ["x" * 5000, "abc\ndef", "a\u200bb", "tab\there"])
+async def test_an_upstream_task_id_too_long_or_not_printable_is_refused(upstream_id, monkeypatch):
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.next_id = upstream_id
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    assert "answered with a task id that is not valid" in str(failure)
+    assert upstream_id not in str(failure) and len(str(failure)) < 300
+    assert [r.path for r in fake.requests] == ["/v1/media/create"]  # never polled with it

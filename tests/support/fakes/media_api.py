@@ -2,12 +2,17 @@
 service's create/result protocol): every task reports `processing` with a `progress` for a
 few polls, then `done` with a link to a PNG on the same server. For what a real Darkroom does
 not show at will (progress, a slow task); the relay engine is otherwise tested against a real
-second Darkroom. Each create request's body is kept (`created`), reference images included."""
+second Darkroom. Each create request's body is kept (`created`), reference images included.
+
+A hostile upstream is scripted with `result_url` (the link a done task names), `result_file`
+(the bytes behind this server's own links), `next_id` (the id the next create answers) and
+`result_answer` (called with a task id before each result: an Answer replaces the usual one)."""
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.fakes.base import Answer, FakeServer, Request, png
@@ -21,6 +26,10 @@ class FakeMediaAPI(FakeServer):
         self.polls_before_done = polls_before_done
         self.progress = progress
         self.tasks: dict[str, dict[str, Any]] = {}
+        self.result_url: str | None = None
+        self.result_file: bytes | None = None
+        self.next_id: str | None = None
+        self.result_answer: Callable[[str], Answer | None] | None = None
 
     @property
     def created(self) -> list[dict[str, Any]]:
@@ -30,16 +39,20 @@ class FakeMediaAPI(FakeServer):
     def answer(self, request: Request) -> Answer:
         path = request.path.split("?")[0]
         if path.startswith("/files/"):
-            return Answer(200, png(1024, 1024), {"Content-Type": "image/png"})
+            body = self.result_file if self.result_file is not None else png(1024, 1024)
+            return Answer(200, body, {"Content-Type": "image/png"})
         if request.headers.get("authorization") != API_KEY:
             return Answer.json(200, {"code": 2, "message": "Missing or unknown API key."})
         body = request.json() or {}
         if path == "/v1/media/create":
-            task_id = secrets.token_hex(12)
+            task_id, self.next_id = self.next_id or secrets.token_hex(12), None
             self.tasks[task_id] = {"polls": 0, "body": body}
             return Answer.json(200, self._task(task_id, "idle"))
         if path == "/v1/media/result":
             task = self.tasks.get(body.get("task_id"))
+            scripted = self.result_answer(body.get("task_id")) if self.result_answer else None
+            if scripted is not None:
+                return scripted
             if task is None:
                 return Answer.json(200, {"code": 4, "message": "No such task."})
             task["polls"] += 1
@@ -52,7 +65,8 @@ class FakeMediaAPI(FakeServer):
 
     def _task(self, task_id: str, status: str) -> dict[str, Any]:
         body = self.tasks[task_id]["body"]
-        url = f"{self.base_url}/files/{task_id}_result.png" if status == "done" else None
+        url = self.result_url or f"{self.base_url}/files/{task_id}_result.png"
+        url = url if status == "done" else None
         return {
             "code": 0,
             "id": task_id,

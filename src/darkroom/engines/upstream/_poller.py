@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -202,11 +203,18 @@ class Poller:
 
     @staticmethod
     def _report_progress(waiting: _Waiting, progress: Any) -> None:
-        """Darkroom sends whole percents; a float up to 1 is taken as a fraction."""
+        """Darkroom sends whole percents; a float up to 1 is taken as a fraction. Anything
+        else (a string, NaN, an infinity, an integer past a float's range) is ignored."""
         if isinstance(progress, bool) or not isinstance(progress, int | float):
             return
-        fraction = progress if isinstance(progress, float) and progress <= 1 else progress / 100
-        waiting.batch_progress[waiting.job.task_id] = min(max(float(fraction), 0.0), 1.0)
+        try:
+            value = float(progress)
+        except OverflowError:
+            return
+        if not math.isfinite(value):
+            return
+        fraction = value if isinstance(progress, float) and value <= 1 else value / 100
+        waiting.batch_progress[waiting.job.task_id] = min(max(fraction, 0.0), 1.0)
         shares = waiting.batch_progress.values()
         waiting.monitor.report(sum(shares) / len(shares))
 

@@ -21,16 +21,18 @@ upstream engine's, and only its answers decide what may be retried.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import Awaitable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import structlog
 from PIL import Image
 
-from darkroom.client import AsyncClient, RetryPolicy, flows
+from darkroom.client import AsyncClient, RetryPolicy
 from darkroom.client.errors import ConnectionFailed, DownloadError, UnexpectedResponse
 from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
@@ -47,6 +49,7 @@ from darkroom.engines.upstream.calls import (
 )
 from darkroom.engines.upstream.options import RelayOptions
 from darkroom.errors import ApiError, Code, DarkroomError
+from darkroom.fetch import Fetched, Fetcher, FetchLimits, host_for_message
 
 log = structlog.get_logger("darkroom.engines.relay")
 T = TypeVar("T")
@@ -61,6 +64,10 @@ _OPERATOR_CODES = {
     Code.MODEL_NOT_ALLOWED: "refused the model",
 }
 _REFUSAL_CODES = {Code.SENSITIVE_CONTENT, Code.UNSAFE_PROMPT}
+# A result is read through the guarded fetcher: streamed and abandoned past max_bytes, its
+# pixels counted from the header before decoding.
+MAX_UPSTREAM_ID = 200  # characters; an id is logged, polled with and kept while it runs
+RESULT_LIMITS = FetchLimits(max_bytes=64 * 1024 * 1024, max_pixels=40_000_000)
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
@@ -68,12 +75,8 @@ def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
 
 
 class UpstreamClient(AsyncClient):
-    """Darkroom's own client, reading a result into memory instead of into a file."""
-
-    async def image(self, url: str) -> bytes:
-        """The bytes behind a result link, fetched as a plain GET: the key is never sent to
-        the storage host the link points at."""
-        return await self._run(flows.download(url, self.retry))
+    """Darkroom's own client, for the API calls only: result links are fetched by the guarded
+    fetcher (a plain GET, so the key is never sent to the storage host a link points at)."""
 
 
 class RelayEngine(Engine):
@@ -94,6 +97,11 @@ class RelayEngine(Engine):
             timeout=options.timeout_seconds,
             retry=RetryPolicy(attempts=1),  # Upstream.call owns the retries
         )
+        # Result links: public addresses only (checked after DNS and each redirect), except
+        # the origin of the configured base_url; DARKROOM_ALLOW_PRIVATE_URLS=1 lifts the rule.
+        self._fetcher = Fetcher(
+            limits=replace(RESULT_LIMITS, timeout_seconds=options.timeout_seconds)
+        ).trusting([options.base_url])
         self._poller = Poller(
             self._fetch,
             self._cancel,
@@ -120,10 +128,21 @@ class RelayEngine(Engine):
             lambda: self._asked(self._create(job, images)),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
+        _check_upstream_id(task.id)
         log.info("relayed", task_id=job.task_id, upstream_id=task.id)
         url = await self._poller.wait(job, task.id, monitor, batch_progress)
-        data = await self.upstream.call(lambda: self._asked(self._client.image(url), RESULT_LINK))
-        return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
+        # Every refusal and failure of the fetcher (FetchFailed, naming only the host) fails
+        # the task once: a private address, an oversized body or a picture past the pixel
+        # cap will not change on a second try.
+        fetched = await self._fetcher.fetch(url, what=RESULT_LINK)
+        return await asyncio.to_thread(self._picture, fetched, url, job)
+
+    def _picture(self, fetched: Fetched, url: str, job: Job) -> Image.Image:
+        """The result decoded (its pixels counted first) and fitted: run in a thread."""
+        what = f"{RESULT_LINK} at {host_for_message(url)}"
+        image = self._fetcher.open_image(fetched.data, what=what, content_type=fetched.content_type)
+        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        return _images.fit(image, job.width, job.height)
 
     def _create(self, job: Job, images: list[str]) -> Awaitable[Task]:
         return self._client.create(
@@ -148,6 +167,12 @@ class RelayEngine(Engine):
             return await request
         except DarkroomError as exc:
             raise self._failure(exc, who) from None
+        except (RecursionError, OverflowError):
+            # A JSON reply nested too deep to parse, or a number past a float's range where
+            # the client reads one (progress): this call's failure, not every task's.
+            raise UpstreamFailure(
+                f"{who} answered with something other than a task", retryable=True
+            ) from None
 
     # -- what went wrong -----------------------------------------------------------------
 
@@ -190,3 +215,18 @@ class RelayEngine(Engine):
 
 def _data_url(jpeg: bytes) -> str:
     return f"data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}"
+
+
+def _check_upstream_id(upstream_id: str) -> None:
+    """Refuses an upstream task id that is empty, too long or not printable ASCII; the
+    message tells its length, never the id itself."""
+    if (
+        0 < len(upstream_id) <= MAX_UPSTREAM_ID
+        and upstream_id.isascii()
+        and upstream_id.isprintable()
+    ):
+        return
+    raise GenerationError(
+        f"{PROVIDER} answered with a task id that is not valid ({len(upstream_id)} characters, "
+        f"at most {MAX_UPSTREAM_ID} printable ones allowed); please try again later."
+    )
