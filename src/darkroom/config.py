@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Longer than a load balancer's idle timeout (60 s on common ones), so the server is never
     # the side that closes an idle connection just as a client reuses it.
     keep_alive_seconds: float = 75.0
+    # The request line plus headers, in bytes; past it the request is answered 400 (see
+    # docs/deploy.md, "Limits and proxies").
+    max_header_bytes: int = Field(16_384, ge=1024)
     log_level: str = "info"
 
     @property

@@ -40,6 +40,7 @@ def serve(
     import uvicorn
 
     from darkroom.api import create_app
+    from darkroom.api.limits import h11_protocol
 
     settings = settings_from(host=host, port=port, workers=workers, config=config)
     app = open_app(settings)  # fail early on a configuration that cannot work
@@ -57,6 +58,8 @@ def serve(
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.lease_seconds),
         timeout_keep_alive=int(settings.keep_alive_seconds),
+        http=h11_protocol(settings.max_header_bytes),  # see api/limits.py
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
 
 
