@@ -1,10 +1,11 @@
 """What one client can hold of a running `darkroom serve`: the size of a request's line and
-headers."""
+headers, the time to send them and its body, and the number of connections."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -22,6 +23,9 @@ def server(tmp_path) -> Iterator[Darkroom]:
         None,
         "--workers",
         "0",
+        header_timeout_seconds=2,
+        body_timeout_seconds=2,
+        max_connections=100,
     ) as darkroom:
         yield darkroom
 
@@ -82,3 +86,78 @@ def test_many_endless_headers_at_once_are_each_cut_off(server):
     for sock in socks:
         assert_refused(answer(sock))
     assert healthy(server)
+
+
+def test_headers_sent_too_slowly_are_cut_off(server):
+    sock = connect(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    closed = False
+    for _ in range(40):  # a byte every 0.25 s: each one would reset a keep-alive timer
+        try:
+            sock.sendall(b"X-Slow: 1\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+            break
+        time.sleep(0.25)
+    sock.settimeout(5)
+    assert closed or answer(sock) == b""
+    assert healthy(server)
+
+
+def one_answer(sock: socket.socket) -> bytes:
+    """One answer on a kept-alive connection: its headers and its Content-Length of body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(
+        next(line for line in head.lower().split(b"\r\n") if b"content-length" in line).split(b":")[
+            1
+        ]
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_an_idle_kept_alive_connection_outlives_the_header_timeout(server):
+    sock = connect(server)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    sock.sendall(request)
+    assert one_answer(sock).startswith(b"HTTP/1.1 200")
+    time.sleep(3)  # past the 2 s header timeout, well inside the keep-alive timeout
+    sock.sendall(request)
+    assert one_answer(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_a_half_sent_body_is_answered_and_closed_after_the_body_timeout(server):
+    key = server.create_key()
+    sock = connect(server)
+    sock.sendall(
+        b"POST /v1/media/create HTTP/1.1\r\nHost: x\r\nAuthorization: " + key.encode() + b"\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model": '
+    )
+    sock.settimeout(15)  # far past the 2 s body timeout: a pending body would raise here
+    reply = answer(sock)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b'"code":3' in reply.replace(b" ", b"") and b"did not arrive" in reply
+    assert healthy(server)
+
+
+def test_healthz_answers_while_many_idle_sockets_are_open_below_the_cap(server):
+    socks = [connect(server) for _ in range(90)]
+    try:
+        assert healthy(server)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_past_the_connection_cap_requests_get_503(server):
+    socks = [connect(server) for _ in range(110)]
+    try:
+        time.sleep(0.5)
+        assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 503
+    finally:
+        for sock in socks:
+            sock.close()
