@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     # Longer than a load balancer's idle timeout (60 s on common ones), so the server is never
     # the side that closes an idle connection just as a client reuses it.
     keep_alive_seconds: float = 75.0
+    # The request line plus headers, in bytes; past it the request is answered 400 (see
+    # docs/deploy.md, "Limits and proxies").
+    max_header_bytes: int = Field(16_384, ge=1024)
+    # How long a client may take to send a request's line and headers (from connecting, or
+    # from the next request's first byte), then its body; past it the connection is closed
+    # (a late body is answered with code 3 first). Past max_connections open connections,
+    # requests get 503.
+    header_timeout_seconds: float = Field(15.0, gt=0)
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    max_connections: int = Field(1000, ge=1)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated
+    # addresses or networks, or "*" for any (only when nothing else can reach the port).
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     log_level: str = "info"
 
     @property
