@@ -390,14 +390,19 @@ async def test_a_decompression_bomb_fails_the_task_once(monkeypatch):
 # -- a hostile upstream: replies -------------------------------------------------------------
 
 
+async def outcomes_with_one_poisoned_task(poison: Answer, tasks: int, monkeypatch) -> list:
+    """A batch of `tasks` relayed tasks whose first upstream task answers every poll `poison`."""
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        fake.next_id = "poisoned"
+        fake.result_answer = lambda task_id: poison if task_id == "poisoned" else None
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        return await generate(engine, *(job(spec, n=i) for i in range(tasks)))
+
+
 async def test_a_deeply_nested_reply_fails_only_its_own_task(monkeypatch):
     depth = 100_000
     nested = Answer(200, b'{"code": 0, "id": ' + b"[" * depth + b"]" * depth + b"}")
-    with FakeMediaAPI(polls_before_done=1) as fake:
-        fake.next_id = "poisoned"
-        fake.result_answer = lambda task_id: nested if task_id == "poisoned" else None
-        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
-        outcomes = await generate(engine, *(job(spec, n=i) for i in range(3)))
+    outcomes = await outcomes_with_one_poisoned_task(nested, 3, monkeypatch)
     failures = [o for o in outcomes if isinstance(o, GenerationError)]
     assert len(failures) == 1, outcomes
     assert "answered with something other than a task" in str(failures[0])
@@ -427,14 +432,10 @@ async def test_progress_that_is_not_a_number_is_ignored(progress, monkeypatch):
 
 
 async def test_a_progress_past_a_floats_range_fails_only_its_own_task(monkeypatch):
-    with FakeMediaAPI(polls_before_done=1) as fake:
-        huge = Answer(
-            200, b'{"code": 0, "id": "x", "status": "processing", "progress": 1' + b"0" * 400 + b"}"
-        )
-        fake.next_id = "poisoned"
-        fake.result_answer = lambda task_id: huge if task_id == "poisoned" else None
-        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
-        outcomes = await generate(engine, *(job(spec, n=i) for i in range(2)))
+    huge = Answer(
+        200, b'{"code": 0, "id": "x", "status": "processing", "progress": 1' + b"0" * 400 + b"}"
+    )
+    outcomes = await outcomes_with_one_poisoned_task(huge, 2, monkeypatch)
     failures = [o for o in outcomes if isinstance(o, GenerationError)]
     assert len(failures) == 1, outcomes
     assert "answered with something other than a task" in str(failures[0])
