@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from darkroom.api.requests import (
     read_json_body,
 )
 from darkroom.app import App
-from darkroom.engines import ModelSpec
+from darkroom.engines import Catalog, ModelSpec
 from darkroom.errors import (
     InsufficientBalance,
     ModelNotAllowed,
@@ -125,9 +126,16 @@ async def _live_answer(app: App, task: Task) -> TaskObject:
 def _choices(app: App, key: ApiKey) -> Choices:
     """What this key's create request is checked against: its models, their ratios and their
     prompt caps."""
-    ratios = {model_id: app.catalog[model_id].ratios for model_id in app.catalog.ids()}
-    max_prompts = {model_id: app.catalog[model_id].max_prompt for model_id in ratios}
+    ratios, max_prompts = _catalog_rules(app.catalog)
     return Choices([m for m in ratios if key.may_use(m)], ratios, max_prompts)
+
+
+@functools.lru_cache(maxsize=4)
+def _catalog_rules(catalog: Catalog) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """Every served model's ratios and prompt cap, in id order: the catalog does not change
+    while it serves, so this is worked out once rather than on every create."""
+    ratios = {model_id: catalog[model_id].ratios for model_id in catalog.ids()}
+    return ratios, {model_id: catalog[model_id].max_prompt for model_id in ratios}
 
 
 def _model_for(app: App, key: ApiKey, model_id: str) -> ModelSpec:
