@@ -73,7 +73,7 @@ class App:
         return cls(
             settings=settings,
             db=db,
-            keys=KeyStore(db),
+            keys=KeyStore(db, cache_seconds=settings.key_cache_seconds),
             store=TaskStore(db),
             storage=open_storage(settings),
             catalog=file.catalog,

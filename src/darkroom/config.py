@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     memory_budget_mb: float | None = None
 
     max_queue: int = 10_000
+    # How long an authenticated key's record is reused before it is read again: a key revoked
+    # or changed by another process or node is refused or seen within this time (at once when
+    # changed through this process). 0: read the key on every request. See keys/cache.py.
+    key_cache_seconds: float = Field(1.0, ge=0)
     # How long POST /v1/media/generate waits for its task to end before it answers the task
     # as it stands (the client then goes on with /result).
     generate_timeout_seconds: float = Field(120.0, gt=0)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.catalogs import CONFIGS
+from tests.support.keys import within_key_cache
 from tests.support.servers import running
 
 GOOD = {"model": "google-imagen-3", "prompt": "a lighthouse at dusk"}
@@ -106,7 +107,9 @@ def test_revoked_key_is_code_2(darkroom):
     url = f"{darkroom.base_url}/v1/media/create"
     assert httpx.post(url, json=GOOD, headers=headers).json()["code"] == 0
     darkroom.cli("keys", "revoke", key)
-    assert httpx.post(url, json=GOOD, headers=headers).json()["code"] == 2
+    within_key_cache(
+        lambda: httpx.post(url, json=GOOD, headers=headers).json()["code"] == 2, "the revocation"
+    )
 
 
 # -- code 3: invalid input ------------------------------------------------------------------

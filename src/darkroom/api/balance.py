@@ -54,7 +54,7 @@ class BalanceObject(BaseModel):
 async def balance(request: Request, app: CurrentApp) -> Response:
     """The calling key's balance and credit limit; `unlimited: true` for an unmetered key."""
     raw = presented_key(request)
-    key = await app.keys.authenticate(raw) if raw else None
+    key = await app.keys.authenticate(raw, fresh=True) if raw else None
     if key is None:
         return JSONResponse(UNAUTHORIZED, status_code=401)
     answer = _balance_of(key, org_id(key, app.settings.signing_secret))

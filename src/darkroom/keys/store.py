@@ -19,9 +19,14 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from darkroom.db import Database, api_keys
+from darkroom.keys.cache import KeyCache
 from darkroom.money import LIMIT, ZERO
 
 KEY_PREFIX = "dk_"
+# Built once: the statement every authenticated request runs (on a cache miss).
+_LIVE_BY_HASH = sa.select(api_keys).where(
+    api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,10 @@ class TopUpRefused(Exception):
 
 
 class KeyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = 0.0) -> None:
         self.db = db
+        # Authenticated keys, for up to cache_seconds (keys/cache.py says what may be stale).
+        self.cache = KeyCache(cache_seconds)
 
     async def create(
         self,
@@ -93,17 +100,19 @@ class KeyStore:
             )
             return raw, _row_to_key(result.one())
 
-    async def authenticate(self, raw: str) -> ApiKey | None:
-        """The live key for a raw key, or None when it is unknown or revoked."""
+    async def authenticate(self, raw: str, *, fresh: bool = False) -> ApiKey | None:
+        """The live key for a raw key, or None when it is unknown or revoked: from the cache
+        unless `fresh` asks for the row as it is now (the balance route does)."""
+        key_hash = hash_key(raw)
+        if not fresh and (cached := self.cache.get(key_hash)) is not None:
+            return cached
         async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(api_keys).where(
-                        api_keys.c.key_hash == hash_key(raw), api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).one_or_none()
-        return _row_to_key(row) if row else None
+            row = (await conn.execute(_LIVE_BY_HASH, {"key_hash": key_hash})).one_or_none()
+        if row is None:
+            return None
+        key = _row_to_key(row)
+        self.cache.put(key_hash, key)
+        return key
 
     async def list(self) -> list[ApiKey]:
         async with self.db.read() as conn:
@@ -116,6 +125,7 @@ class KeyStore:
             result = await conn.execute(
                 api_keys.update().where(_live(ident)).values(revoked_at=time.time())
             )
+        self.cache.forget()  # refused on this node from now on
         return result.rowcount > 0
 
     async def topup(self, ident: str, amount: Decimal) -> Decimal:
@@ -134,6 +144,7 @@ class KeyStore:
                 )
             ).scalar_one_or_none()
             if balance is not None:
+                self.cache.forget()
                 return balance
             found = (
                 await conn.execute(sa.select(api_keys.c.balance).where(_live(ident)))
