@@ -18,9 +18,9 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from darkroom.db.sqlite import SQLiteDatabase, SQLiteReads, SQLiteTransaction
+from darkroom.db.sqlite import SQLiteDatabase, SQLiteLookups, SQLiteReads, SQLiteTransaction
 
-Connection = AsyncConnection | SQLiteReads | SQLiteTransaction
+Connection = AsyncConnection | SQLiteReads | SQLiteLookups | SQLiteTransaction
 
 
 class Database:
@@ -63,6 +63,13 @@ class Database:
     def read(self) -> AbstractAsyncContextManager[Connection]:
         if self._sqlite is not None:
             return self._sqlite.reads
+        return self._async_engine.connect()
+
+    def lookup(self) -> AbstractAsyncContextManager[Connection]:
+        """A read of a few rows by a unique index: on SQLite it runs on the event loop, cheaper
+        than a thread hop (db/sqlite.py); on PostgreSQL it is `read()`."""
+        if self._sqlite is not None:
+            return self._sqlite.lookups
         return self._async_engine.connect()
 
     async def dispose(self) -> None:

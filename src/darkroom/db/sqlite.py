@@ -15,6 +15,12 @@ library's driver in threads that each keep their connection, and each hop does a
 
 Every statement's rows are read to the end in its thread, so the event loop never touches a
 cursor and never waits on SQLite.
+
+The exception is `lookups`: a read of a row or two by a unique index (the key of a request, the
+task of a result) runs on the event loop itself, on a connection of its own. It takes a few
+tens of microseconds, less than the hop to a thread and back, and in WAL mode a reader never
+waits for a writer; the result route is the hottest path of a busy server (clients poll), and
+that hop was most of its cost. Anything that may read more rows stays in the threads.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class SQLiteDatabase:
         self._writer = _Threads(self.engine, 1, "darkroom-sqlite-write")
         # What `async with db.read() as conn` gives: nothing to open or end.
         self.reads = SQLiteReads(self._reader)
+        self.lookups = SQLiteLookups(self.engine.execution_options(sqlite_begin=None))
         self._write_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
@@ -87,6 +94,7 @@ class SQLiteDatabase:
         """Lets the threads finish what they were given, then closes the connections. Like an
         engine after dispose(), the database can still be used afterwards."""
         await asyncio.gather(self._reader.close(), self._writer.close())
+        self.lookups.close()
         self.engine.dispose()
 
 
@@ -114,6 +122,43 @@ class SQLiteReads:
 
     async def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._threads.run(fn, *args, **kwargs)
+
+
+class SQLiteLookups:
+    """What `Database.lookup()` yields on SQLite: each statement runs at once on the caller's
+    thread (the event loop), on one connection kept for it, in autocommit mode. Only for reads
+    of a few rows by a unique index (see the module's docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> SQLiteLookups:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+    async def execute(
+        self,
+        statement: sa.Executable,
+        parameters: Parameters = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        try:
+            return _execute(self._conn, statement, parameters, execution_options)
+        except BaseException:
+            self.close()  # a connection in doubt is not used again
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.invalidate()
+            conn.close()
 
 
 class SQLiteTransaction:

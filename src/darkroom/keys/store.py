@@ -106,7 +106,7 @@ class KeyStore:
         key_hash = hash_key(raw)
         if not fresh and (cached := self.cache.get(key_hash)) is not None:
             return cached
-        async with self.db.read() as conn:
+        async with self.db.lookup() as conn:
             row = (await conn.execute(_LIVE_BY_HASH, {"key_hash": key_hash})).one_or_none()
         if row is None:
             return None

@@ -41,6 +41,10 @@ TaskPosition = tuple[float, str]
 State = dict[str, Any]
 
 
+# Built once: the reads of the result route, the hottest path of a busy server (clients poll).
+_BY_ID = sa.select(tasks).where(tasks.c.id == sa.bindparam("task_id"))
+_BY_ID_OF_KEY = _BY_ID.where(tasks.c.key_id == sa.bindparam("key_id"))
+
 # Seconds before a failed attempt is tried again: 2, 4, 8, ... capped at a minute.
 RETRY_BACKOFF = Backoff(first=1.0, factor=2.0, cap=60.0, jitter=False)
 
@@ -85,11 +89,12 @@ class TaskStore:
 
     async def get(self, task_id: str, key_id: int | None = None) -> Task | None:
         """The task, or None; with a key id, only that key's task."""
-        query = sa.select(tasks).where(tasks.c.id == task_id)
-        if key_id is not None:
-            query = query.where(tasks.c.key_id == key_id)
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).one_or_none()
+        if key_id is None:
+            query, values = _BY_ID, {"task_id": task_id}
+        else:
+            query, values = _BY_ID_OF_KEY, {"task_id": task_id, "key_id": key_id}
+        async with self.db.lookup() as conn:
+            row = (await conn.execute(query, values)).one_or_none()
         return Task.from_row(row) if row else None
 
     async def count_by_status(self) -> dict[str, int]:
