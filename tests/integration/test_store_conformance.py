@@ -6,6 +6,8 @@ test_sqlite_database.py."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -328,3 +330,46 @@ async def test_a_full_queue_refuses_the_task_without_charging(queue):
     with pytest.raises(QueueFull):
         await queue.store.create(new_task(queue.key, 9, cost=PRICE), queue.key, max_queue=2)
     assert await queue.balance() == FULL - 2 * PRICE
+
+
+# -- group commit (tasks/admission.py): creates arriving together share one transaction -------
+
+
+async def concurrent_creates(queue: Queue, news: list, max_queue: int = 100) -> list:
+    """Creates started in one go, so that they reach the store while the first one's group
+    forms; each outcome is the task or the exception."""
+    creates = (queue.store.create(new, queue.key, max_queue=max_queue) for new in news)
+    return await asyncio.gather(*creates, return_exceptions=True)
+
+
+async def test_creates_that_arrive_together_are_each_charged_and_refused_on_their_own(queue):
+    outcomes = await concurrent_creates(
+        queue, [new_task(queue.key, i, cost=PRICE) for i in range(8)]
+    )
+    accepted = [o for o in outcomes if isinstance(o, Task)]
+    # The balance pays for five: the first five in arrival order, the other three refused.
+    assert [o.prompt for o in accepted] == [f"task {i}" for i in range(5)]
+    assert all(isinstance(o, InsufficientFunds) for o in outcomes[5:])
+    assert await queue.balance() == FULL - 5 * PRICE
+    assert [await queue.store.get(t.id) for t in accepted] == accepted
+
+
+async def test_the_queue_cap_holds_within_a_group(queue):
+    news = [new_task(queue.key, i) for i in range(6)]
+    outcomes = await concurrent_creates(queue, news, max_queue=4)
+    assert [type(o) for o in outcomes] == [Task] * 4 + [QueueFull] * 2
+
+
+async def test_a_group_that_fails_answers_every_create_with_the_error_and_queues_none(queue):
+    [existing] = await queue.add()
+    news = [new_task(queue.key, 10 + i, cost=PRICE) for i in range(4)]
+    # One task of the group breaks the transaction (its id is taken): the whole group rolls
+    # back, so no create may be answered with an id, and nobody is charged.
+    news[2] = dataclasses.replace(news[2], id=existing.id)
+    outcomes = await concurrent_creates(queue, news)
+    assert all(isinstance(o, Exception) and not isinstance(o, Task) for o in outcomes), outcomes
+    assert [await queue.store.get(n.id) for n in news if n.id != existing.id] == [None] * 3
+    assert await queue.balance() == FULL - PRICE
+    # The store goes on: the next create works.
+    [after] = await queue.add()
+    assert await queue.store.get(after.id) == after

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+import sqlalchemy as sa
+
 from darkroom.db import Connection, api_keys
 from darkroom.keys.store import ApiKey
 
@@ -23,10 +25,17 @@ from darkroom.keys.store import ApiKey
 async def charge(conn: Connection, key: ApiKey, price: Decimal) -> bool:
     """Takes `price` from a metered key's balance; False (and nothing taken) when the balance
     would fall below `-credit_limit`. An unmetered key is never charged."""
+    statement = charge_statement(key, price)
+    return statement is None or (await conn.execute(statement)).rowcount > 0
+
+
+def charge_statement(key: ApiKey, price: Decimal) -> sa.Update | None:
+    """The compare-and-set that charges `price` (it changed no row: refused), or None for an
+    unmetered key, which is never charged."""
     if key.balance is None:
-        return True
+        return None
     balance = api_keys.c.balance
-    charged = await conn.execute(
+    return (
         api_keys.update()
         .where(
             api_keys.c.id == key.id,
@@ -35,7 +44,6 @@ async def charge(conn: Connection, key: ApiKey, price: Decimal) -> bool:
         )
         .values(balance=balance - price)
     )
-    return charged.rowcount > 0
 
 
 async def refund(conn: Connection, amounts: Mapping[int, Decimal]) -> None:

@@ -28,6 +28,9 @@ from darkroom.backoff import Backoff
 from darkroom.db import Connection, Database, tasks
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import ApiKey, balance
+from darkroom.tasks.admission import Admission, InsufficientFunds, QueueFull
+
+__all__ = ["InsufficientFunds", "QueueFull", "TaskStore"]
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
@@ -53,39 +56,20 @@ def retry_delay(attempt: int) -> float:
     return RETRY_BACKOFF.delay(attempt)
 
 
-class QueueFull(Exception):
-    """More tasks are waiting than the server accepts."""
-
-
-class InsufficientFunds(Exception):
-    """The key's balance would fall below its credit limit."""
-
-
 class TaskStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # PostgreSQL lets concurrent workers skip each other's rows; SQLite has one writer anyway.
         self._lock_rows = not db.is_sqlite
+        self._admission = Admission(db)
 
     # -- the API's side -----------------------------------------------------------------
 
     async def create(self, new: NewTask, key: ApiKey, *, max_queue: int) -> Task:
         """Queues a task, charging the key its cost; durable when this returns. A refused
-        task (QueueFull, InsufficientFunds) is neither queued nor charged."""
-        async with self.db.write() as conn:
-            depth = await self._queue_depth(conn)
-            if depth >= max_queue:
-                raise QueueFull(depth)
-            if not await balance.charge(conn, key, new.cost):
-                raise InsufficientFunds()
-            row = (
-                await conn.execute(
-                    tasks.insert()
-                    .values(**new.row(), status=IDLE, attempt=0, cancel_requested=False)
-                    .returning(*tasks.c)
-                )
-            ).one()
-        return Task.from_row(row)
+        task (QueueFull, InsufficientFunds) is neither queued nor charged. Creates arriving
+        together share one transaction (tasks/admission.py)."""
+        return await self._admission.create(new, key, max_queue=max_queue)
 
     async def get(self, task_id: str, key_id: int | None = None) -> Task | None:
         """The task, or None; with a key id, only that key's task."""
@@ -131,11 +115,6 @@ class TaskStore:
             elif status == PROCESSING:
                 await conn.execute(tasks.update().where(mine).values(cancel_requested=True))
         return await self.get(task_id, key_id)
-
-    @staticmethod
-    async def _queue_depth(conn: Connection) -> int:
-        query = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == IDLE)
-        return (await conn.execute(query)).scalar_one()
 
     async def newest_of_key(
         self, key_id: int, *, limit: int, before: TaskPosition | None = None
