@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from darkroom.app import App
 
 
-def current_app(request: Request) -> App:
+async def current_app(request: Request) -> App:
+    # Async on purpose: FastAPI runs a plain function dependency in a worker thread, a hop
+    # that cost more than the rest of a result request.
     return request.app.state.darkroom
 
 

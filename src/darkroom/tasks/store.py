@@ -32,6 +32,7 @@ from darkroom.tasks.admission import Admission, InsufficientFunds, QueueFull
 
 __all__ = ["InsufficientFunds", "QueueFull", "TaskStore"]
 from darkroom.tasks.model import NewTask, Task, TaskStatus
+from darkroom.tasks.positions import QueuePositions
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
 LEASE_LOST_MESSAGE = (
@@ -57,11 +58,12 @@ def retry_delay(attempt: int) -> float:
 
 
 class TaskStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, queue_snapshot_seconds: float = 1.0) -> None:
         self.db = db
         # PostgreSQL lets concurrent workers skip each other's rows; SQLite has one writer anyway.
         self._lock_rows = not db.is_sqlite
         self._admission = Admission(db)
+        self._positions = QueuePositions(db, max_age=queue_snapshot_seconds)
 
     # -- the API's side -----------------------------------------------------------------
 
@@ -69,7 +71,9 @@ class TaskStore:
         """Queues a task, charging the key its cost; durable when this returns. A refused
         task (QueueFull, InsufficientFunds) is neither queued nor charged. Creates arriving
         together share one transaction (tasks/admission.py)."""
-        return await self._admission.create(new, key, max_queue=max_queue)
+        task = await self._admission.create(new, key, max_queue=max_queue)
+        self._positions.added(task)
+        return task
 
     async def get(self, task_id: str, key_id: int | None = None) -> Task | None:
         """The task, or None; with a key id, only that key's task."""
@@ -88,15 +92,9 @@ class TaskStore:
         return {status.value: counts.get(status.value, 0) for status in TaskStatus}
 
     async def queue_position(self, task: Task) -> int:
-        """Idle tasks enqueued before this one (0: next in line). Uses the (status, enqueued_at)
-        index, so it costs about as much as the tasks it counts."""
-        query = (
-            sa.select(sa.func.count())
-            .select_from(tasks)
-            .where(tasks.c.status == IDLE, tasks.c.enqueued_at < task.enqueued_at)
-        )
-        async with self.db.read() as conn:
-            return (await conn.execute(query)).scalar_one()
+        """Idle tasks enqueued before this one (0: next in line): exact for this process's own
+        changes, within a second for other processes' (tasks/positions.py)."""
+        return await self._positions.of(task)
 
     async def cancel(self, task_id: str, key_id: int) -> Task | None:
         """The owner's cancel: an idle task fails at once with "canceled" (and its cost comes
@@ -114,7 +112,10 @@ class TaskStore:
                 await _finish(conn, idle, {**_canceled(), "cancel_requested": True})
             elif status == PROCESSING:
                 await conn.execute(tasks.update().where(mine).values(cancel_requested=True))
-        return await self.get(task_id, key_id)
+        task = await self.get(task_id, key_id)
+        if status == IDLE and task is not None:
+            self._positions.removed([task])
+        return task
 
     async def newest_of_key(
         self, key_id: int, *, limit: int, before: TaskPosition | None = None
@@ -190,7 +191,9 @@ class TaskStore:
         )
         async with self.db.write() as conn:
             rows = (await conn.execute(claim)).all()
-        return sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
+        claimed = sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
+        self._positions.removed(claimed)
+        return claimed
 
     async def beat(
         self,
@@ -244,6 +247,8 @@ class TaskStore:
                 return TaskStatus.FAILED
             if not await _finish(conn, _held(task, owner), state):
                 return None
+        if again:
+            self._positions.stale()  # back in the queue, in its old place
         return TaskStatus(state["status"])
 
     async def release(self, claimed: Iterable[Task], owner: str) -> int:
@@ -253,6 +258,8 @@ class TaskStore:
             for task in claimed:
                 if not await _end_if_canceled(conn, task, owner):
                     released += await _finish(conn, _held(task, owner), _released())
+        if released:
+            self._positions.stale()
         return released
 
     async def requeue_expired(self) -> tuple[int, int]:
@@ -265,6 +272,8 @@ class TaskStore:
             await _finish(conn, sa.and_(expired, tasks.c.cancel_requested.is_(True)), _canceled())
             requeued = await _finish(conn, sa.and_(expired, attempts_left), _requeued())
             failed = await _finish(conn, sa.and_(expired, ~attempts_left), _lease_lost())
+        if requeued:
+            self._positions.stale()
         return requeued, failed
 
     # -- retention ----------------------------------------------------------------------
