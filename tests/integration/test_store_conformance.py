@@ -373,3 +373,68 @@ async def test_a_group_that_fails_answers_every_create_with_the_error_and_queues
     # The store goes on: the next create works.
     [after] = await queue.add()
     assert await queue.store.get(after.id) == after
+
+
+# -- fair share (tasks/fair.py): keys take turns at the workers -------------------------------
+
+
+async def flood(queue: Queue, key: ApiKey, count: int, start: int = 0, **fields) -> list[Task]:
+    news = [new_task(key, start + i, **fields) for i in range(count)]
+    return [await queue.store.create(new, key, max_queue=10_000) for new in news]
+
+
+async def claimed_keys(queue: Queue, claims: int, limit: int = 1) -> list[int]:
+    """The key of each task taken by `claims` claims in a row."""
+    taken: list[int] = []
+    for _ in range(claims):
+        taken += [t.key_id for t in await queue.store.claim(OWNER, limit=limit, lease_seconds=30)]
+    return taken
+
+
+async def test_a_small_key_is_served_beside_a_flood_not_behind_it(queue):
+    _, big = await queue.keys.create("flood")
+    _, small = await queue.keys.create("small")
+    await flood(queue, big, 60, model="tiny-512")
+    await flood(queue, small, 5, start=100, model="tiny-512")
+    order = await claimed_keys(queue, 12)
+    # Each key in turn until the small one runs out, though all its tasks came last.
+    assert order[:10].count(small.id) == 5 and order[:10].count(big.id) == 5
+    assert order[10:] == [big.id, big.id]
+
+
+async def test_a_key_that_waited_with_nothing_queued_banks_no_turns(queue):
+    _, busy = await queue.keys.create("busy")
+    _, late = await queue.keys.create("late")
+    await flood(queue, busy, 30)
+    await claimed_keys(queue, 20)  # the busy key alone: its virtual time runs far ahead
+    await flood(queue, late, 10, start=100)
+    order = await claimed_keys(queue, 6)
+    # The newcomer comes in level: turns alternate, not ten of the newcomer's first.
+    assert order.count(late.id) == 3 and order.count(busy.id) == 3
+
+
+async def test_a_heavier_key_gets_its_weight_in_turns(queue):
+    _, light = await queue.keys.create("light")
+    _, heavy = await queue.keys.create("heavy", weight=3.0)
+    await flood(queue, light, 20)
+    await flood(queue, heavy, 20, start=100)
+    order = await claimed_keys(queue, 12)
+    assert order.count(heavy.id) == 9 and order.count(light.id) == 3
+
+
+async def test_a_key_of_higher_priority_is_served_first(queue):
+    _, normal = await queue.keys.create("normal")
+    _, urgent = await queue.keys.create("urgent", priority=1)
+    await flood(queue, normal, 5)
+    await flood(queue, urgent, 3, start=100)
+    assert await claimed_keys(queue, 5) == [urgent.id] * 3 + [normal.id] * 2
+
+
+async def test_one_batch_mixes_keys_in_turn(queue):
+    _, big = await queue.keys.create("flood")
+    _, small = await queue.keys.create("small")
+    await flood(queue, big, 10)
+    await flood(queue, small, 2, start=100)
+    batch = await queue.store.claim(OWNER, limit=6, lease_seconds=30)
+    assert len({t.batch_key for t in batch}) == 1
+    assert sorted(t.key_id for t in batch) == sorted([big.id] * 4 + [small.id] * 2)

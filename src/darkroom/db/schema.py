@@ -57,6 +57,13 @@ api_keys = sa.Table(
     sa.Column("credit_limit", Money, nullable=False, server_default="0"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # Fair share (tasks/fair.py): keys of a higher priority are served first; among equals,
+    # the key with the smallest virtual time, which grows by 1/weight for each task claimed.
+    sa.Column("weight", sa.Float, nullable=False, server_default="1"),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("vtime", sa.Float, nullable=False, server_default="0"),
+    sa.Column("vstart", sa.Float, nullable=False, server_default="0"),
+    sa.Column("served_at", sa.Float, nullable=True, index=True),
 )
 
 tasks = sa.Table(
@@ -98,6 +105,8 @@ tasks = sa.Table(
     sa.Index("ix_tasks_finished", "status", "finished_at"),
     # A key's tasks newest first, paged by keyset (GET /v1/media/tasks).
     sa.Index("ix_tasks_by_key", "key_id", "enqueued_at", "id"),
+    # A key's oldest waiting task, for the fair claim.
+    sa.Index("ix_tasks_key_queue", "key_id", "status", "enqueued_at"),
 )
 
 leaders = sa.Table(

@@ -41,6 +41,10 @@ class ApiKey:
     """How far below zero the balance may go."""
     created_at: float
     revoked_at: float | None
+    weight: float = 1.0
+    """Its share of the workers against other keys' (tasks/fair.py)."""
+    priority: int = 0
+    """Keys of a higher priority are served before any of a lower one."""
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -60,6 +64,8 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         credit_limit=row.credit_limit,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        weight=row.weight,
+        priority=row.priority,
     )
 
 
@@ -80,6 +86,8 @@ class KeyStore:
         models: list[str] | None = None,
         balance: Decimal | None = None,
         credit_limit: Decimal = ZERO,
+        weight: float = 1.0,
+        priority: int = 0,
     ) -> tuple[str, ApiKey]:
         """Returns the raw key (the only time it exists outside the client) and its record;
         without a balance the key is unmetered."""
@@ -94,6 +102,8 @@ class KeyStore:
                     models=models,
                     balance=balance,
                     credit_limit=credit_limit,
+                    weight=weight,
+                    priority=priority,
                     created_at=time.time(),
                 )
                 .returning(*api_keys.c)

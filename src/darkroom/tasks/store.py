@@ -28,6 +28,7 @@ from darkroom.backoff import Backoff
 from darkroom.db import Connection, Database, tasks
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import ApiKey, balance
+from darkroom.tasks import fair
 from darkroom.tasks.admission import Admission, InsufficientFunds, QueueFull
 
 __all__ = ["InsufficientFunds", "QueueFull", "TaskStore"]
@@ -143,42 +144,64 @@ class TaskStore:
         models: Sequence[str] | None = None,
         batch_key: str | None = None,
     ) -> list[Task]:
-        """Leases up to `limit` idle tasks that can share one engine call, oldest first.
+        """Leases up to `limit` ready tasks that can share one engine call, the keys taking
+        turns (tasks/fair.py).
 
-        With no batch key, the oldest idle task (of the given models) chooses it.
+        With no batch key, the oldest ready task (of the given models) of the key whose turn it
+        is chooses it.
         """
         now = time.time()
-        idle = tasks.c.status == IDLE
-        ready = sa.and_(idle, tasks.c.run_after <= now)
-        if batch_key is None:
-            leader = sa.select(tasks.c.batch_key).where(ready).order_by(tasks.c.enqueued_at)
-            if models is not None:
-                leader = leader.where(tasks.c.model.in_(models))
-            leader = leader.limit(1)
-            if self._lock_rows:
-                leader = leader.with_for_update(skip_locked=True)
-            same_batch = tasks.c.batch_key == leader.scalar_subquery()
-        else:
-            same_batch = tasks.c.batch_key == batch_key
-        chosen = (
-            sa.select(tasks.c.id)
-            .where(ready, same_batch)
-            .order_by(tasks.c.enqueued_at)
-            .limit(limit)
-        )
+        async with self.db.write() as conn:
+            if batch_key is None:
+                batch_key = await self._next_batch_key(conn, now, models)
+                if batch_key is None:
+                    return []
+            rows = (
+                await conn.execute(self._lease(batch_key, now, limit, owner, lease_seconds))
+            ).all()
+            claimed = sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
+            await fair.advance(conn, claimed, now)
+        self._positions.removed(claimed)
+        return claimed
+
+    async def _next_batch_key(
+        self, conn: Connection, now: float, models: Sequence[str] | None
+    ) -> str | None:
+        """The batch key of the oldest ready task of the first key in turn that has one no
+        concurrent claim holds."""
+        for key_id in (await conn.execute(fair.keys_in_turn(now, models))).scalars().all():
+            leader = fair.oldest_batch_key(key_id, now, models, lock=self._lock_rows)
+            found = (await conn.execute(leader)).scalar_one_or_none()
+            if found is not None:
+                return found
+        return None
+
+    def _lease(
+        self, batch_key: str, now: float, limit: int, owner: str, lease_seconds: float
+    ) -> sa.Update:
+        """The claim: the chosen tasks (still idle) leased to this owner, in one UPDATE."""
+        chosen = fair.in_turn(batch_key, now, limit)
         if self._lock_rows:
             # PostgreSQL: lock the chosen rows in a MATERIALIZED CTE and join the update to it.
             # Written as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, the subquery can
             # be re-evaluated under concurrent claims and the LIMIT escapes: one claim of
             # limit 1 was seen to take a hundred tasks (tests/integration/test_postgres.py).
-            locked = chosen.with_for_update(skip_locked=True).cte("chosen")
-            locked = locked.prefix_with("MATERIALIZED")
+            # The window function that orders the turns cannot take FOR UPDATE itself, so the
+            # rows it chose are locked by a second select (a row another claim holds is left
+            # out of this batch).
+            locked = (
+                sa.select(tasks.c.id)
+                .where(tasks.c.id.in_(chosen))
+                .with_for_update(skip_locked=True)
+                .cte("chosen")
+                .prefix_with("MATERIALIZED")
+            )
             target = tasks.c.id == locked.c.id
         else:
             target = tasks.c.id.in_(chosen)
-        claim = (
+        return (
             tasks.update()
-            .where(target, idle)
+            .where(target, tasks.c.status == IDLE)
             .values(
                 status=PROCESSING,
                 lease_owner=owner,
@@ -189,11 +212,6 @@ class TaskStore:
             )
             .returning(*tasks.c)
         )
-        async with self.db.write() as conn:
-            rows = (await conn.execute(claim)).all()
-        claimed = sorted((Task.from_row(row) for row in rows), key=lambda t: t.enqueued_at)
-        self._positions.removed(claimed)
-        return claimed
 
     async def beat(
         self,
