@@ -10,10 +10,8 @@ import io
 import math
 import signal
 import sqlite3
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +24,7 @@ from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.upstream import relay
 from darkroom.fetch import ALLOW_PRIVATE_VARIABLE
-from tests.support.fakes.base import Answer, png
+from tests.support.fakes.base import Answer, bomb_png
 from tests.support.fakes.media_api import API_KEY as FAKE_KEY
 from tests.support.fakes.media_api import FakeMediaAPI
 from tests.support.fakes.serving import client_for, download, serving
@@ -281,16 +279,6 @@ async def test_an_upstream_that_never_finishes_times_the_task_out(monkeypatch):
 # -- a hostile upstream: result links (the spec's outbound rules) -------------------------------
 
 
-def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A small PNG whose header claims a huge canvas: nothing may decode it."""
-    data = bytearray(png(8, 8))
-    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
 async def test_a_result_link_to_a_private_address_is_refused(monkeypatch):
     monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
     with FakeMediaAPI(polls_before_done=0) as fake, FakeMediaAPI() as private:
@@ -380,7 +368,7 @@ async def test_a_huge_result_is_abandoned_past_the_size_cap(monkeypatch):
 async def test_a_decompression_bomb_fails_the_task_once(monkeypatch):
     monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
     with FakeMediaAPI(polls_before_done=0) as fake:
-        fake.result_file = _bomb_png()
+        fake.result_file = bomb_png()
         engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
         [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
