@@ -23,6 +23,7 @@ from PIL import Image
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.upstream import relay
+from darkroom.engines.upstream._poller import PollerClosed
 from darkroom.fetch import ALLOW_PRIVATE_VARIABLE
 from tests.support.fakes.base import Answer, bomb_png
 from tests.support.fakes.media_api import API_KEY as FAKE_KEY
@@ -559,3 +560,24 @@ batch_wait_ms = 3000
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)  # uvicorn ends by raising the signal again once stopped
             assert "worker stopped" in front.logs()  # the graceful way: the batch in hand ended
+
+
+async def test_closing_the_engine_ends_the_tasks_still_waiting(monkeypatch):
+    """A pool close or a shutdown while a poll hangs: the waiting task ends, as a server error
+    that the worker's retries own (another worker may finish it), and the close returns."""
+    polls = HeldPolls()
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.result_answer = polls
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch, timeout_seconds=60)
+        running = asyncio.create_task(engine.generate([job(spec)], BatchMonitor()))
+        try:
+            await asyncio.to_thread(polls.held.wait, 60)
+            closing = asyncio.create_task(engine.close())
+            with pytest.raises(PollerClosed):
+                await ended(running)
+            await ended(closing)
+            still_held = not polls.released.is_set()
+        finally:
+            polls.released.set()
+            running.cancel()
+    assert still_held  # neither waited for the poll's answer

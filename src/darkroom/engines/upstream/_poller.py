@@ -173,7 +173,7 @@ class Poller:
                 self._check(waiting, now)
                 if not waiting.result.done() and waiting.polling is None and waiting.due <= now:
                     waiting.polling = asyncio.create_task(self._poll(waiting), name="relay-poll")
-            idle = [w.due for w in self._waiting.values() if w.polling is None]
+            idle = [w.due for w in self._waiting.values() if not (w.polling or w.result.done())]
             next_due = min(idle, default=math.inf)
             await asyncio.sleep(min(max(next_due - loop.time(), 0.0), MIN_POLL_SECONDS))
 
