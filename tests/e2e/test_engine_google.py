@@ -16,6 +16,7 @@ from darkroom.config import SettingsFile
 from darkroom.engines import BatchMonitor, CatalogError, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.sizes import RATIOS
+from tests.support.fakes.base import bomb_png
 from tests.support.fakes.google_ai import API_KEY, LOCATION, PROJECT, FakeGoogle
 from tests.support.fakes.serving import client_for, download, serving
 from tests.support.servers import free_port, wait_for_status
@@ -321,3 +322,27 @@ def test_imagen_takes_no_reference_images(fake, tmp_path):
     assert spec.max_images == 0
     with pytest.raises(CatalogError, match="takes no reference images"):
         vertex(fake, tmp_path, max_images=1)
+
+
+# -- a hostile provider: a decompression bomb ------------------------------------------------
+
+# Past Pillow's own limit (its error was not caught: the task was retried as a server error),
+# and past our cap yet under Pillow's limit (it would be decoded, some 150 MB).
+BOMBS = [(100_000, 100_000), (7_000, 7_000)]
+
+
+@pytest.mark.parametrize(("width", "height"), BOMBS)
+@pytest.mark.parametrize("backend", ["vertex", "gemini"])
+async def test_a_decompression_bomb_fails_the_task_once_undecoded(
+    backend, width, height, fake, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GOOGLE_API_KEY", API_KEY)
+    fake.image = bomb_png(width, height)
+    engine, spec = vertex(fake, tmp_path) if backend == "vertex" else gemini_api(fake, tmp_path)
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    # Told from the header alone (by our count, or past twice its own limit by Pillow's at
+    # open): decoding would have failed on the missing pixel data instead.
+    assert str(failure).startswith("The image Google returned is ")
+    assert str(failure).endswith(" over the limit of 40,000,000 pixels.")
+    assert len([r for r in fake.requests if r.path != "/token"]) == 1  # not retried

@@ -14,6 +14,7 @@ from PIL import Image
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.sizes import RATIOS
+from tests.support.fakes.base import bomb_png
 from tests.support.fakes.openai_images import API_KEY, FakeOpenAI
 from tests.support.fakes.serving import client_for, download, serving
 from tests.support.servers import free_port, wait_for_status
@@ -211,3 +212,43 @@ async def test_a_task_without_images_still_generates(fake):
     engine, spec = engine_for(fake)
     await generate(engine, job(spec))
     assert [r.path for r in fake.requests] == ["/v1/images/generations"] and not fake.edits
+
+
+# -- a hostile provider: a decompression bomb ------------------------------------------------
+
+# Past Pillow's own limit (its error was not caught: the task was retried as a server error),
+# and past our cap yet under Pillow's limit (it would be decoded, some 150 MB).
+BOMBS = [(100_000, 100_000), (7_000, 7_000)]
+
+
+@pytest.mark.parametrize(("width", "height"), BOMBS)
+async def test_a_decompression_bomb_fails_the_task_once_undecoded(width, height, fake):
+    fake.image = bomb_png(width, height)
+    engine, spec = engine_for(fake)
+    [failure] = await generate(engine, job(spec))
+    assert isinstance(failure, GenerationError)
+    # Told from the header alone (by our count, or past twice its own limit by Pillow's at
+    # open): decoding would have failed on the missing pixel data instead.
+    assert str(failure).startswith("The image OpenAI returned is ")
+    assert str(failure).endswith(" over the limit of 40,000,000 pixels.")
+    assert len(fake.requests) == 1  # not retried
+
+
+def test_a_decompression_bomb_fails_the_task_once_through_a_real_server(tmp_path, fake):
+    fake.image = bomb_png()
+    catalog = f"""
+[models."gpt-image"]
+engine = "openai"
+base_url = "{fake.api_base}"
+api_key_env = "{KEY_ENV}"
+"""
+    with (
+        serving(tmp_path / "darkroom", catalog, {KEY_ENV: API_KEY}) as darkroom,
+        client_for(darkroom) as client,
+    ):
+        made = client.post("/v1/media/create", json={"model": "gpt-image", "prompt": "a fox"})
+        failed = wait_for_status(client, made.json()["id"], timeout=60)
+        assert failed["status"] == "failed", failed
+        assert "over the limit of 40,000,000 pixels" in failed["message"]
+        assert "server error" not in failed["message"]
+    assert len(fake.requests) == 1  # one attempt: the worker did not try it again

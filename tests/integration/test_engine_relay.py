@@ -8,10 +8,10 @@ import base64
 import contextlib
 import io
 import math
+import signal
 import sqlite3
-import struct
+import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +23,9 @@ from PIL import Image
 from darkroom.engines import BatchMonitor, GenerationError, Job, load_engine
 from darkroom.engines.catalog import Catalog
 from darkroom.engines.upstream import relay
+from darkroom.engines.upstream._poller import PollerClosed
 from darkroom.fetch import ALLOW_PRIVATE_VARIABLE
-from tests.support.fakes.base import Answer, png
+from tests.support.fakes.base import Answer, bomb_png
 from tests.support.fakes.media_api import API_KEY as FAKE_KEY
 from tests.support.fakes.media_api import FakeMediaAPI
 from tests.support.fakes.serving import client_for, download, serving
@@ -279,16 +280,6 @@ async def test_an_upstream_that_never_finishes_times_the_task_out(monkeypatch):
 # -- a hostile upstream: result links (the spec's outbound rules) -------------------------------
 
 
-def _bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A small PNG whose header claims a huge canvas: nothing may decode it."""
-    data = bytearray(png(8, 8))
-    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
 async def test_a_result_link_to_a_private_address_is_refused(monkeypatch):
     monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
     with FakeMediaAPI(polls_before_done=0) as fake, FakeMediaAPI() as private:
@@ -378,7 +369,7 @@ async def test_a_huge_result_is_abandoned_past_the_size_cap(monkeypatch):
 async def test_a_decompression_bomb_fails_the_task_once(monkeypatch):
     monkeypatch.delenv(ALLOW_PRIVATE_VARIABLE, raising=False)
     with FakeMediaAPI(polls_before_done=0) as fake:
-        fake.result_file = _bomb_png()
+        fake.result_file = bomb_png()
         engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
         [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
@@ -451,3 +442,142 @@ async def test_an_upstream_task_id_too_long_or_not_printable_is_refused(upstream
     assert "answered with a task id that is not valid" in str(failure)
     assert upstream_id not in str(failure) and len(str(failure)) < 300
     assert [r.path for r in fake.requests] == ["/v1/media/create"]  # never polled with it
+
+
+# -- a hostile upstream: the same task id for two tasks --------------------------------------
+
+TWICE = "answered the same task id twice"
+
+
+async def ended(running: asyncio.Task, seconds: float = 60) -> Any:
+    """What `running` returned; fails (rather than hanging the suite) if it never ends."""
+    done, _ = await asyncio.wait({running}, timeout=seconds)
+    assert running in done, "the relayed tasks never ended"
+    return running.result()
+
+
+async def test_a_task_id_answered_twice_fails_the_second_task_only(monkeypatch):
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        fake.repeated_id = "twice"
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch)
+        batch = [job(spec, n=0), job(spec, n=1)]
+        running = asyncio.create_task(engine.generate(batch, BatchMonitor()))
+        try:
+            outcomes = await ended(running)
+            # The engine goes on serving: a later task with a fresh id is relayed.
+            fake.repeated_id = None
+            running = asyncio.create_task(engine.generate([job(spec, n=2)], BatchMonitor()))
+            [later] = await ended(running)
+        finally:
+            running.cancel()
+            await engine.close()
+    images = [o for o in outcomes if not isinstance(o, GenerationError)]
+    [failure] = [o for o in outcomes if isinstance(o, GenerationError)]
+    assert [image.size for image in images] == [(1024, 1024)]
+    assert str(failure) == f"The upstream image service {TWICE}; please try again later."
+    assert "/v1/media/cancel" not in [r.path for r in fake.requests]  # the first's work goes on
+    assert not isinstance(later, GenerationError), later
+
+
+class HeldPolls:
+    """Holds every poll's answer until released: a poll in flight for as long as a test needs."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.held = threading.Event()
+
+    def __call__(self, task_id: str) -> None:
+        self.held.set()
+        self.released.wait(60)
+
+
+@pytest.mark.parametrize("ending", ["canceled", "timed out"])
+async def test_a_cancel_or_the_timeout_ends_a_task_while_its_poll_waits(ending, monkeypatch):
+    polls = HeldPolls()
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.result_answer = polls
+        task_timeout = 2 if ending == "timed out" else 900
+        engine, spec = relay_engine(
+            fake.base_url,
+            FAKE_KEY,
+            monkeypatch,
+            timeout_seconds=60,
+            task_timeout_seconds=task_timeout,
+        )
+        monitor = BatchMonitor()
+        running = asyncio.create_task(engine.generate([job(spec)], monitor))
+        try:
+            await asyncio.to_thread(polls.held.wait, 60)
+            if ending == "canceled":
+                monitor.canceled.add("task0")
+            [outcome] = await ended(running)
+            still_held = not polls.released.is_set()
+        finally:
+            polls.released.set()
+            running.cancel()
+            await engine.close()
+    assert still_held  # the task ended before its poll was answered
+    assert isinstance(outcome, GenerationError)
+    assert (
+        (str(outcome) == "canceled") if ending == "canceled" else "did not finish" in str(outcome)
+    )
+
+
+def test_a_server_relaying_to_an_upstream_that_repeats_ids_goes_on(tmp_path):
+    """Through a real `darkroom serve`: both tasks of a batch end, the worker claims the next
+    task, and SIGTERM stops the process."""
+    with FakeMediaAPI(polls_before_done=1) as fake:
+        fake.repeated_id = "twice"
+        catalog = f"""
+[models."relayed"]
+engine = "relay"
+base_url = "{fake.base_url}"
+api_key_env = "{KEY_ENV}"
+upstream_model = "google-imagen-3"
+poll_seconds = 1
+poll_max_seconds = 1
+max_batch = 2
+batch_wait_ms = 3000
+"""
+        with (
+            serving(tmp_path / "front", catalog, {KEY_ENV: FAKE_KEY}) as front,
+            client_for(front) as client,
+        ):
+            ids = [
+                client.post("/v1/media/create", json={"model": "relayed", "prompt": p}).json()["id"]
+                for p in ("a harbour", "a pier")
+            ]
+            ends = [wait_for_status(client, task_id, timeout=60) for task_id in ids]
+            assert sorted(e["status"] for e in ends) == ["done", "failed"], ends
+            [failed] = [e for e in ends if e["status"] == "failed"]
+            assert TWICE in failed["message"]
+
+            fake.repeated_id = None
+            later = client.post("/v1/media/create", json={"model": "relayed", "prompt": "a quay"})
+            assert wait_for_status(client, later.json()["id"], timeout=60)["status"] == "done"
+
+            [process] = front.processes
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)  # uvicorn ends by raising the signal again once stopped
+            assert "worker stopped" in front.logs()  # the graceful way: the batch in hand ended
+
+
+async def test_closing_the_engine_ends_the_tasks_still_waiting(monkeypatch):
+    """A pool close or a shutdown while a poll hangs: the waiting task ends, as a server error
+    that the worker's retries own (another worker may finish it), and the close returns."""
+    polls = HeldPolls()
+    with FakeMediaAPI(polls_before_done=0) as fake:
+        fake.result_answer = polls
+        engine, spec = relay_engine(fake.base_url, FAKE_KEY, monkeypatch, timeout_seconds=60)
+        running = asyncio.create_task(engine.generate([job(spec)], BatchMonitor()))
+        try:
+            await asyncio.to_thread(polls.held.wait, 60)
+            closing = asyncio.create_task(engine.close())
+            with pytest.raises(PollerClosed):
+                await ended(running)
+            await ended(closing)
+            still_held = not polls.released.is_set()
+        finally:
+            polls.released.set()
+            running.cancel()
+    assert still_held  # neither waited for the poll's answer

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,3 +145,14 @@ def png(width: int, height: int, color: tuple[int, int, int] = (40, 90, 160)) ->
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A small PNG whose header claims a huge canvas (a decompression bomb): nothing may
+    decode it. The header's checksum is right, so only a pixel count tells it apart."""
+    data = bytearray(png(8, 8))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)

@@ -20,7 +20,7 @@ exchange a service account makes:
   beside the text part; each request's are kept in `references` (decoded bytes, in order).
 
 Errors are Google's `{"error": {"code", "message", "status"}}`. Output sizes are the ones the
-models document for each ratio.
+models document for each ratio; a hostile answer sets `image` (the bytes every image carries).
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class FakeGoogle(FakeServer):
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.tokens: set[str] = set()
         self.references: list[list[bytes]] = []  # per generateContent request
+        self.image: bytes | None = None  # answered instead of a drawn picture
 
     def service_account_file(self, folder: Path) -> Path:
         """A service-account key file whose token_uri is this server."""
@@ -207,7 +208,7 @@ class FakeGoogle(FakeServer):
                 [{"raiFilteredReason": reason}] if parameters.get("includeRaiReason") else []
             )
             return Answer.json(200, {"predictions": predictions} if predictions else {})
-        image = base64.b64encode(png(*IMAGEN_SIZES[ratio])).decode()
+        image = base64.b64encode(self.image or png(*IMAGEN_SIZES[ratio])).decode()
         count = int(parameters.get("sampleCount", 1))
         return Answer.json(
             200, {"predictions": [{"bytesBase64Encoded": image, "mimeType": "image/png"}] * count}
@@ -237,7 +238,7 @@ class FakeGoogle(FakeServer):
         if FILTERED_WORD in prompt:
             candidate = {"finishReason": "IMAGE_SAFETY", "index": 0}
             return Answer.json(200, {"candidates": [candidate], "usageMetadata": usage})
-        image = base64.b64encode(png(*GEMINI_SIZES[ratio])).decode()
+        image = base64.b64encode(self.image or png(*GEMINI_SIZES[ratio])).decode()
         candidate = {
             "content": {
                 "role": "model",

@@ -5,8 +5,9 @@ not show at will (progress, a slow task); the relay engine is otherwise tested a
 second Darkroom. Each create request's body is kept (`created`), reference images included.
 
 A hostile upstream is scripted with `result_url` (the link a done task names), `result_file`
-(the bytes behind this server's own links), `next_id` (the id the next create answers) and
-`result_answer` (called with a task id before each result: an Answer replaces the usual one)."""
+(the bytes behind this server's own links), `next_id` (the id the next create answers),
+`repeated_id` (the id every create answers, as a broken upstream might) and `result_answer`
+(called with a task id before each result: an Answer replaces the usual one)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class FakeMediaAPI(FakeServer):
         self.result_url: str | None = None
         self.result_file: bytes | None = None
         self.next_id: str | None = None
+        self.repeated_id: str | None = None
         self.result_answer: Callable[[str], Answer | None] | None = None
 
     @property
@@ -45,7 +47,7 @@ class FakeMediaAPI(FakeServer):
             return Answer.json(200, {"code": 2, "message": "Missing or unknown API key."})
         body = request.json() or {}
         if path == "/v1/media/create":
-            task_id, self.next_id = self.next_id or secrets.token_hex(12), None
+            task_id, self.next_id = self.next_id or self.repeated_id or secrets.token_hex(12), None
             self.tasks[task_id] = {"polls": 0, "body": body}
             return Answer.json(200, self._task(task_id, "idle"))
         if path == "/v1/media/result":

@@ -6,7 +6,8 @@
 
 `POST /v1/images/edits` takes the same fields as a multipart form, the images as files named
 `image[]` (one file may be named `image`), up to 16 PNG, WebP or JPEG files; each edit is
-recorded in `edits` (its fields and the images' bytes) and answered like a generation."""
+recorded in `edits` (its fields and the images' bytes) and answered like a generation. A hostile
+answer sets `image` (the bytes every answer carries instead of a drawn picture)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class FakeOpenAI(FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self.edits: list[Edit] = []
+        self.image: bytes | None = None
 
     @property
     def api_base(self) -> str:
@@ -100,7 +102,7 @@ class FakeOpenAI(FakeServer):
                 ),
             )
         width, height = (1024, 1024) if size == "auto" else map(int, size.split("x"))
-        image = base64.b64encode(png(width, height)).decode()
+        image = base64.b64encode(self.image or png(width, height)).decode()
         return Answer.json(
             200,
             {

@@ -1,6 +1,6 @@
 """Picture plumbing for upstream engines: encode a task's reference images for a provider,
-decode what a provider returned, pick the provider ratio nearest to the size asked for, and
-bring the picture to exactly that size."""
+decode what a provider returned (under a pixel cap, in a thread), pick the provider ratio
+nearest to the size asked for, and bring the picture to exactly that size."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import asyncio
 import io
 from collections.abc import Iterable, Sequence
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from darkroom.engines.base import GenerationError
 from darkroom.engines.catalog import ModelSpec
 from darkroom.engines.sizes import nearest_ratio
+from darkroom.fetch import Fetcher, FetchLimits
+
+# The most pixels a provider's picture may have (about 6300 x 6300: past any model's output);
+# relay results are fetched under the same cap.
+RESULT_PIXELS = 40_000_000
+_RESULTS = Fetcher(limits=FetchLimits(max_pixels=RESULT_PIXELS))  # its open_image only
 
 
 async def pngs(images: Sequence[Image.Image]) -> list[bytes]:
@@ -33,12 +38,22 @@ def _encoded(image: Image.Image, kind: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode(data: bytes, provider: str) -> Image.Image:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise GenerationError(f"{provider} returned data that is not an image.") from exc
+async def picture(data: bytes, provider: str, width: int, height: int) -> Image.Image:
+    """What `provider` returned, as a picture of exactly width x height. Decoded in a thread,
+    off the event loop, and only once its header's pixel count passed the guarded fetcher's
+    cap (the check of reference images and relay results): a small file can claim a huge
+    canvas. A file past the cap, or not an image, fails the task once (FetchFailed is a
+    GenerationError): the same bytes would fail the same way."""
+    what = f"The image {provider} returned"
+    return await asyncio.to_thread(_fitted, data, what, width, height)
+
+
+def _fitted(data: bytes, what: str, width: int, height: int) -> Image.Image:
+    return fit(rgb_or_rgba(_RESULTS.open_image(data, what=what)), width, height)
+
+
+def rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """RGBA for a picture that may have transparency, RGB for the rest."""
     return image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
 
 

@@ -7,7 +7,11 @@ Each task is polled when due: first `poll_seconds` after it was created (at leas
 then 1.5 times longer each time it is still running, up to `poll_max_seconds`. A failed poll
 counts against the task's `attempts` and is tried again with backoff; a run of failures, a
 cancel, or a task that outlives `task_timeout` settles the task with a GenerationError, so no
-task waits forever on an upstream that went away.
+task waits forever on an upstream that went away. Cancels and timeouts are looked at each
+second, also while a task's poll is still waiting for its answer.
+
+Tasks are polled by their upstream id, so two of ours may never share one: an upstream that
+answers an id already in flight fails the second task at once (the first keeps it).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ log = structlog.get_logger("darkroom.engines.poller")
 
 Fetch = Callable[[str], Awaitable[Task]]  # upstream id -> the task, as the upstream answers
 Cancel = Callable[[str], Awaitable[None]]
+CLOSE_GRACE_SECONDS = 5.0  # how long a closing engine waits for the cancels it sent upstream
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class _Waiting:
     deadline: float
     polls: int = 0  # answers that said the task is still running
     failures: int = 0  # polls in a row that failed
+    polling: asyncio.Task[None] | None = None  # the poll in flight, if any
+
+
+class PollerClosed(Exception):
+    """The engine closed while a task still waited upstream: not the task's fault, so it is
+    left to the worker's retries (another worker may finish it)."""
 
 
 class Poller:
@@ -90,7 +101,7 @@ class Poller:
         self.timing = timing
         self.provider = provider
         self.secrets = list(secrets)
-        self._waiting: dict[str, _Waiting] = {}
+        self._waiting: dict[str, _Waiting] = {}  # by upstream id
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -98,6 +109,13 @@ class Poller:
         self, job: Job, upstream_id: str, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> str:
         """The URL of the upstream task's result, once it is done."""
+        if upstream_id in self._waiting:
+            # Two of our tasks cannot share one upstream task: the first keeps it, and this
+            # one fails (not retried: the upstream is what is broken). No cancel is sent,
+            # since it would stop the first task's work too.
+            raise GenerationError(
+                f"{self.provider} answered the same task id twice; please try again later."
+            )
         loop = asyncio.get_running_loop()
         now = loop.time()
         waiting = _Waiting(
@@ -115,15 +133,26 @@ class Poller:
         try:
             return await waiting.result
         finally:
-            self._waiting.pop(upstream_id, None)
+            if self._waiting.get(upstream_id) is waiting:
+                del self._waiting[upstream_id]
+            if waiting.polling is not None:  # settled by a cancel or the timeout mid-poll
+                waiting.polling.cancel()
 
     async def close(self) -> None:
-        # Cancels already asked for upstream are sent before the engine's connection goes.
-        await asyncio.gather(*self._background, return_exceptions=True)
+        # Cancels already asked for upstream are sent before the engine's connection goes,
+        # within a grace period: an upstream that stalls must not hold up a shutdown.
+        if self._background:
+            _, late = await asyncio.wait(self._background, timeout=CLOSE_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for waiting in list(self._waiting.values()):
+            if waiting.polling is not None:
+                waiting.polling.cancel()
+            self._settle(waiting, error=PollerClosed("the engine closed while the task waited"))
 
     async def _run(self) -> None:
         try:
@@ -134,20 +163,21 @@ class Poller:
                 self._settle(waiting, error=exc)
 
     async def _rounds(self) -> None:
+        """Each second, and whenever a poll is due: settles the tasks canceled or past their
+        timeout, and starts the polls due. Each poll runs on its own, so a slow answer for
+        one task delays neither the others nor a cancel or timeout of its own."""
         loop = asyncio.get_running_loop()
         while self._waiting:
             now = loop.time()
-            waiting = list(self._waiting.values())
-            await asyncio.gather(
-                *(self._poll(w) if w.due <= now else self._check(w, now) for w in waiting)
-            )
-            if not self._waiting:
-                break
-            # Wake for the next poll due, and at least each second to notice cancels.
-            next_due = min(w.due for w in self._waiting.values())
+            for waiting in list(self._waiting.values()):
+                self._check(waiting, now)
+                if not waiting.result.done() and waiting.polling is None and waiting.due <= now:
+                    waiting.polling = asyncio.create_task(self._poll(waiting), name="relay-poll")
+            idle = [w.due for w in self._waiting.values() if not (w.polling or w.result.done())]
+            next_due = min(idle, default=math.inf)
             await asyncio.sleep(min(max(next_due - loop.time(), 0.0), MIN_POLL_SECONDS))
 
-    async def _check(self, waiting: _Waiting, now: float) -> None:
+    def _check(self, waiting: _Waiting, now: float) -> None:
         """Settles a task that was canceled, or that waited too long."""
         if waiting.result.done():
             return
@@ -163,18 +193,21 @@ class Poller:
 
     async def _poll(self, waiting: _Waiting) -> None:
         loop = asyncio.get_running_loop()
-        await self._check(waiting, loop.time())
-        if waiting.result.done():
-            return
         try:
             task = await self.fetch(waiting.upstream_id)
         except UpstreamFailure as exc:
             self._failed(waiting, exc, loop.time())
         except GenerationError as exc:
             self._settle(waiting, error=exc)
+        except Exception as exc:  # a bug: this task fails as a server error, no other
+            log.exception("poll failed", task_id=waiting.job.task_id)
+            self._settle(waiting, error=exc)
         else:
             waiting.failures = 0
-            self._answered(waiting, task, loop.time())
+            if not waiting.result.done():  # a cancel or the timeout may have come first
+                self._answered(waiting, task, loop.time())
+        finally:
+            waiting.polling = None
 
     def _answered(self, waiting: _Waiting, task: Task, now: float) -> None:
         if task.done and isinstance(task.url, str):

@@ -130,7 +130,7 @@ class GoogleEngine(Engine):
             lambda: self._guarded(self._draw(job.prompt, ratio, references)),
             canceled=lambda: monitor.is_canceled(job.task_id),
         )
-        return _images.fit(_images.decode(data, PROVIDER), job.width, job.height)
+        return await _images.picture(data, PROVIDER, job.width, job.height)
 
     def _draw(self, prompt: str, ratio: str, references: list[bytes]) -> Awaitable[bytes]:
         if self.imagen:

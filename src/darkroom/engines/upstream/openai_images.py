@@ -88,7 +88,7 @@ class OpenAIEngine(Engine):
             raw = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise GenerationError(f"{PROVIDER} returned an image that cannot be read.") from exc
-        return _images.fit(_images.decode(raw, PROVIDER), job.width, job.height)
+        return await _images.picture(raw, PROVIDER, job.width, job.height)
 
     def _size_for(self, width: int, height: int) -> str:
         ratios = {f"{w}:{h}": size for size in self.sizes for w, h in [size.split("x")]}

@@ -67,7 +67,7 @@ _REFUSAL_CODES = {Code.SENSITIVE_CONTENT, Code.UNSAFE_PROMPT}
 # A result is read through the guarded fetcher: streamed and abandoned past max_bytes, its
 # pixels counted from the header before decoding.
 MAX_UPSTREAM_ID = 200  # characters; an id is logged, polled with and kept while it runs
-RESULT_LIMITS = FetchLimits(max_bytes=64 * 1024 * 1024, max_pixels=40_000_000)
+RESULT_LIMITS = FetchLimits(max_bytes=64 * 1024 * 1024, max_pixels=_images.RESULT_PIXELS)
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
@@ -141,8 +141,7 @@ class RelayEngine(Engine):
         """The result decoded (its pixels counted first) and fitted: run in a thread."""
         what = f"{RESULT_LINK} at {host_for_message(url)}"
         image = self._fetcher.open_image(fetched.data, what=what, content_type=fetched.content_type)
-        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
-        return _images.fit(image, job.width, job.height)
+        return _images.fit(_images.rgb_or_rgba(image), job.width, job.height)
 
     def _create(self, job: Job, images: list[str]) -> Awaitable[Task]:
         return self._client.create(
