@@ -6,7 +6,7 @@ import hmac
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from darkroom import metrics
@@ -15,7 +15,10 @@ from darkroom.api.deps import CurrentApp
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    responses={503: {"description": "The database does not answer"}},
+)
 async def healthz(app: CurrentApp) -> JSONResponse:
     """200 when the database answers; 503 otherwise."""
     try:
@@ -26,7 +29,11 @@ async def healthz(app: CurrentApp) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,  # what the document names: Prometheus's text format
+    responses={401: {"description": "DARKROOM_METRICS_TOKEN is set and was not sent"}},
+)
 async def prometheus_metrics(request: Request, app: CurrentApp) -> Response:
     token = app.settings.metrics_token
     if token is not None and not _bearer_matches(request, token):
