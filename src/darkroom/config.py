@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated
     # addresses or networks, or "*" for any (only when nothing else can reach the port).
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    # When set, GET /metrics answers only `Authorization: Bearer <token>` (401 otherwise);
+    # unset, it is open, as suits a server on loopback or a scraper on a private network.
+    metrics_token: str | None = Field(None, min_length=1)
+    # /docs, /redoc and /openapi.json: open by default (they describe the API and hold no
+    # secrets); 0 hides them (404) for operators who would rather not advertise the surface.
+    public_docs: bool = True
     log_level: str = "info"
 
     @property

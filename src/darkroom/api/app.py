@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
         version=__version__,
         description="Asynchronous image generation: create a task, then fetch its result.",
         lifespan=lifespan,
+        **_docs_routes(settings),
     )
     app.include_router(media.router)
     app.include_router(generate.router)
@@ -40,3 +41,11 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     app.include_router(ops.router)
     errors.install(app)
     return app
+
+
+def _docs_routes(settings: Settings) -> dict[str, None]:
+    """FastAPI's defaults (/docs, /redoc, /openapi.json), or none of them with
+    DARKROOM_PUBLIC_DOCS=0: they hold no secrets, but some operators hide the surface."""
+    if settings.public_docs:
+        return {}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}

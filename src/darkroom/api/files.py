@@ -1,4 +1,8 @@
-"""GET /files/<key>?expires=..&sig=..: result files of the local storage, by signed link only."""
+"""GET /files/<key>?expires=..&sig=..: result files of the local storage, by signed link only.
+
+A link is a bearer capability until it expires (DARKROOM_RETENTION_HOURS after its image was
+made), like an S3 presigned URL: revoking the key that was handed it stops new links, not this
+one (docs/security.md). The access log shows its path with `sig=REDACTED` (cli/server.py)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
 import signal
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 import typer
 
@@ -56,6 +59,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=_log_config(),
         timeout_graceful_shutdown=int(settings.lease_seconds),
         timeout_keep_alive=int(settings.keep_alive_seconds),
         http=h11_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
@@ -64,6 +68,46 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+# Query parameters that grant access and so never reach a log: a file link's signature, and the
+# names clients commonly put keys under (the API reads keys from the header only, but a client
+# that sends one in the URL should not have it written down either).
+SECRET_QUERY_PARAMETERS = frozenset({"sig", "signature", "key", "api_key", "token", "access_token"})
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites the path of uvicorn's access line (its args: client, method, path, version,
+    status) so secret query values read `REDACTED`; the path and other parameters stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_query(args[2]), *args[3:])
+        return True
+
+
+def redact_query(target: str) -> str:
+    # Split by hand: urlsplit reads a path that starts with // as a host and may raise.
+    path, mark, query = target.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in SECRET_QUERY_PARAMETERS for name, _ in pairs):
+        return target
+    redacted = [
+        (name, "REDACTED" if name.lower() in SECRET_QUERY_PARAMETERS else value)
+        for name, value in pairs
+    ]
+    return f"{path}{mark}{urlencode(redacted, safe='/:')}"
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's own logging set-up, with the access lines passed through RedactSecrets."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
+    config["handlers"]["access"].setdefault("filters", []).append("redact_secrets")
+    return config
 
 
 async def _prepare(app: App, first_key: bool) -> None:
