@@ -27,6 +27,7 @@ from darkroom.db.migrate import migrate
 from darkroom.engines import Catalog
 from darkroom.fetch import Fetcher
 from darkroom.keys import KeyStore
+from darkroom.keys.rate import RateLimiter
 from darkroom.maintenance import Maintenance
 from darkroom.safety import ContentPolicy
 from darkroom.storage import Storage, open_storage
@@ -47,6 +48,7 @@ class App:
     storage: Storage
     catalog: Catalog
     policy: ContentPolicy
+    rate: RateLimiter
     wakeup: Wakeup = field(default_factory=Wakeup)
     # The one guarded fetcher of outbound requests (DARKROOM_ALLOW_PRIVATE_URLS lifts its rule).
     fetcher: Fetcher = field(default_factory=Fetcher)
@@ -74,7 +76,8 @@ class App:
             settings=settings,
             db=db,
             keys=KeyStore(db, cache_seconds=settings.key_cache_seconds),
-            store=TaskStore(db),
+            store=TaskStore(db, key_limits=settings.key_limits),
+            rate=RateLimiter(db),
             storage=open_storage(settings),
             catalog=file.catalog,
             policy=file.policy,

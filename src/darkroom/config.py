@@ -12,6 +12,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from darkroom.engines.catalog import Catalog, CatalogError
 from darkroom.errors import ConfigurationError
+from darkroom.keys.limits import Limits
 from darkroom.safety import ContentPolicy
 
 
@@ -71,6 +73,18 @@ class Settings(BaseSettings):
     # or changed by another process or node is refused or seen within this time (at once when
     # changed through this process). 0: read the key on every request. See keys/cache.py.
     key_cache_seconds: float = Field(1.0, ge=0)
+    # Every key's limits where the key sets none (keys/limits.py); unset: no limit.
+    key_rate: float | None = Field(None, gt=0, description="Requests per second per key")
+    key_max_waiting: int | None = Field(None, ge=0, description="Tasks waiting per key")
+    key_max_running: int | None = Field(None, ge=1, description="Tasks running per key")
+    key_daily_spend: Decimal | None = Field(None, ge=0, description="Spend per key per 24 h")
+
+    @property
+    def key_limits(self) -> Limits:
+        return Limits(
+            self.key_rate, self.key_max_waiting, self.key_max_running, self.key_daily_spend
+        )
+
     # How long POST /v1/media/generate waits for its task to end before it answers the task
     # as it stands (the client then goes on with /result).
     generate_timeout_seconds: float = Field(120.0, gt=0)

@@ -165,9 +165,14 @@ class InsufficientBalance(ApiError):
 
 
 class Overloaded(ApiError):
-    """The server is busy (queue full, rate limit)."""
+    """The server is busy (queue full) or the key is over one of its limits; `retry_after`
+    (seconds), when known, is sent as the Retry-After header."""
 
     code = Code.OVERLOADED
+
+    def __init__(self, details: str = "", *, retry_after: float | None = None, **kwargs: Any):
+        super().__init__(details, **kwargs)
+        self.retry_after = retry_after
 
 
 class ModelNotAllowed(ApiError):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from fastapi import Request
 
 from darkroom.api.deps import CurrentApp
-from darkroom.errors import AuthenticationError
+from darkroom.errors import AuthenticationError, Overloaded
 from darkroom.keys import ApiKey
+from darkroom.keys.rate import RateLimited
 
 
 def presented_key(request: Request) -> str:
@@ -25,4 +26,13 @@ async def require_key(request: Request, app: CurrentApp) -> ApiKey:
     key = await app.keys.authenticate(raw)
     if key is None:
         raise AuthenticationError("This API key is unknown or was revoked; check the key.")
+    limits = key.limits.over(app.settings.key_limits)
+    try:
+        await app.rate.take(key.id, limits)
+    except RateLimited as exc:
+        raise Overloaded(
+            f"This key may make {limits.rate:g} requests a second; "
+            f"try again in {exc.retry_after:.1f} s.",
+            retry_after=exc.retry_after,
+        ) from exc
     return key

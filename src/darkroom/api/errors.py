@@ -9,6 +9,7 @@ envelope. `darkroom.api.issues` builds the code-3 answer's issues.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -20,13 +21,19 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
 
 from darkroom.api.issues import from_pydantic, invalid
-from darkroom.errors import ApiError, InternalError, MethodNotFound
+from darkroom.errors import ApiError, InternalError, MethodNotFound, Overloaded
 
 log = structlog.get_logger("darkroom.api")
 
 
 def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.envelope(), status_code=200)
+    return JSONResponse(error.envelope(), status_code=200, headers=retry_after_header(error))
+
+
+def retry_after_header(error: ApiError) -> dict[str, str]:
+    """Retry-After in whole seconds (at least 1) for an error that knows when to try again."""
+    seconds = error.retry_after if isinstance(error, Overloaded) else None
+    return {} if seconds is None else {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:

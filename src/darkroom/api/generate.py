@@ -37,6 +37,7 @@ from starlette.requests import ClientDisconnect
 
 from darkroom.api import issues
 from darkroom.api.deps import CurrentApp
+from darkroom.api.idempotency import requested_idempotency
 from darkroom.api.issues import Issue, invalid
 from darkroom.api.media import AuthorizedKey, _body_doc, _choices, accept_task
 from darkroom.api.presenters import TaskObject
@@ -86,7 +87,7 @@ async def generate(request: Request, app: CurrentApp, key: AuthorizedKey) -> Gen
     and answer with its result; a task still running then is answered as it stands."""
     data = await read_json_body(request, app.settings.max_body_bytes)
     body, response_format = parse_generate(data, _choices(app, key))
-    task = await accept_task(app, key, body)
+    task = await accept_task(app, key, body, requested_idempotency(request, body))
     task = await _unless_client_leaves(
         request, task, wait_for_end(app, task, app.settings.generate_timeout_seconds)
     )

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from darkroom import metrics
 from darkroom.api.auth import require_key
 from darkroom.api.deps import CurrentApp
+from darkroom.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from darkroom.api.idempotency import requested_idempotency
 from darkroom.api.issues import custom, invalid, too_big
 from darkroom.api.presenters import TaskObject
 from darkroom.api.requests import (
@@ -33,7 +35,17 @@ from darkroom.errors import (
     UnsafePrompt,
 )
 from darkroom.keys import ApiKey
-from darkroom.tasks import InsufficientFunds, NewTask, QueueFull, Task, TaskParams, TaskStatus
+from darkroom.tasks import (
+    Idempotency,
+    IdempotencyMismatch,
+    InsufficientFunds,
+    KeyLimitReached,
+    NewTask,
+    QueueFull,
+    Task,
+    TaskParams,
+    TaskStatus,
+)
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 AuthorizedKey = Annotated[ApiKey, Depends(require_key)]
@@ -48,20 +60,31 @@ def _body_doc(model: type) -> dict[str, Any]:
 async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskObject:
     """Queue a generation task; answers at once with `status: "idle"`."""
     data = await read_json_body(request, app.settings.max_body_bytes)
-    task = await accept_task(app, key, parse_create(data, _choices(app, key)))
+    body = parse_create(data, _choices(app, key))
+    task = await accept_task(app, key, body, requested_idempotency(request, body))
     return TaskObject.of(task, app.storage, app.settings.retention_seconds)
 
 
-async def accept_task(app: App, key: ApiKey, body: CreateRequest) -> Task:
+async def accept_task(
+    app: App, key: ApiKey, body: CreateRequest, idempotency: Idempotency | None = None
+) -> Task:
     """Checks a parsed create body against the model, the key and the content policy, and
-    queues its task (durable when this returns): the one way in for create and generate."""
+    queues its task (durable when this returns): the one way in for create and generate. With
+    an idempotency key already used for the same body, the task that create queued."""
     settings = app.settings
     spec = _model_for(app, key, body.model)
     _check_inputs(spec, body)
     _check_content(app, body)
     new = _new_task(app, key, spec, body)
     try:
-        task = await app.store.create(new, key, max_queue=settings.max_queue)
+        task = await app.store.create(
+            new, key, max_queue=settings.max_queue, idempotency=idempotency
+        )
+    except IdempotencyMismatch as exc:
+        message = "this key was used with another request body in the last 24 hours"
+        raise invalid([custom([IDEMPOTENCY_HEADER], message)]) from exc
+    except KeyLimitReached as exc:
+        raise Overloaded(exc.message, retry_after=exc.retry_after) from exc
     except QueueFull as exc:
         raise Overloaded(
             f"{exc.args[0]} tasks are waiting in the queue; try again in a minute."

@@ -64,6 +64,20 @@ api_keys = sa.Table(
     sa.Column("vtime", sa.Float, nullable=False, server_default="0"),
     sa.Column("vstart", sa.Float, nullable=False, server_default="0"),
     sa.Column("served_at", sa.Float, nullable=True, index=True),
+    # Limits (keys/limits.py); NULL: the server's default.
+    sa.Column("rate", sa.Float, nullable=True),
+    sa.Column("max_waiting", sa.Integer, nullable=True),
+    sa.Column("max_running", sa.Integer, nullable=True),
+    sa.Column("daily_spend", Money, nullable=True),
+)
+
+# A token bucket per rate-limited key (keys/rate.py), shared by every API node.
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 tasks = sa.Table(
@@ -107,6 +121,18 @@ tasks = sa.Table(
     sa.Index("ix_tasks_by_key", "key_id", "enqueued_at", "id"),
     # A key's oldest waiting task, for the fair claim.
     sa.Index("ix_tasks_key_queue", "key_id", "status", "enqueued_at"),
+)
+
+# Idempotent creates: a key's Idempotency-Key names one task for a day (tasks/admission.py).
+idempotency = sa.Table(
+    "idempotency",
+    metadata,
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    # SHA-256 of the request's body: the same key with another body is refused (code 3).
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("task_id", sa.String(24), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
 )
 
 leaders = sa.Table(

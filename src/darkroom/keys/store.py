@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from darkroom.db import Database, api_keys
 from darkroom.keys.cache import KeyCache
+from darkroom.keys.limits import NO_LIMITS, Limits
 from darkroom.money import LIMIT, ZERO
 
 KEY_PREFIX = "dk_"
@@ -45,6 +46,8 @@ class ApiKey:
     """Its share of the workers against other keys' (tasks/fair.py)."""
     priority: int = 0
     """Keys of a higher priority are served before any of a lower one."""
+    limits: Limits = NO_LIMITS
+    """Its own limits; those unset are the server's defaults (keys/limits.py)."""
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -66,6 +69,7 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         revoked_at=row.revoked_at,
         weight=row.weight,
         priority=row.priority,
+        limits=Limits(row.rate, row.max_waiting, row.max_running, row.daily_spend),
     )
 
 
@@ -88,6 +92,7 @@ class KeyStore:
         credit_limit: Decimal = ZERO,
         weight: float = 1.0,
         priority: int = 0,
+        limits: Limits = NO_LIMITS,
     ) -> tuple[str, ApiKey]:
         """Returns the raw key (the only time it exists outside the client) and its record;
         without a balance the key is unmetered."""
@@ -104,6 +109,7 @@ class KeyStore:
                     credit_limit=credit_limit,
                     weight=weight,
                     priority=priority,
+                    **_limit_columns(limits),
                     created_at=time.time(),
                 )
                 .returning(*api_keys.c)
@@ -165,11 +171,47 @@ class KeyStore:
             raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
         raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
 
+    async def update(
+        self,
+        ident: str,
+        *,
+        weight: float | None = None,
+        priority: int | None = None,
+        limits: Limits | None = None,
+    ) -> ApiKey | None:
+        """Sets a live key's share and limits (those given; a limit given as None in `limits`
+        falls back to the server's default); the key as it now is, or None when no live key
+        matches."""
+        values: dict[str, object] = {} if limits is None else _limit_columns(limits)
+        if weight is not None:
+            values["weight"] = weight
+        if priority is not None:
+            values["priority"] = priority
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    api_keys.update().where(_live(ident)).values(**values).returning(*api_keys.c)
+                )
+                if values
+                else await conn.execute(sa.select(api_keys).where(_live(ident)))
+            ).one_or_none()
+        self.cache.forget()
+        return _row_to_key(row) if row else None
+
     async def count(self) -> int:
         async with self.db.read() as conn:
             return (
                 await conn.execute(sa.select(sa.func.count()).select_from(api_keys))
             ).scalar_one()
+
+
+def _limit_columns(limits: Limits) -> dict[str, object]:
+    return {
+        "rate": limits.rate,
+        "max_waiting": limits.max_waiting,
+        "max_running": limits.max_running,
+        "daily_spend": limits.daily_spend,
+    }
 
 
 def _live(ident: str) -> sa.ColumnElement[bool]:

@@ -38,12 +38,32 @@ def ready(now: float, models: Sequence[str] | None) -> sa.ColumnElement[bool]:
     return condition
 
 
-def keys_in_turn(now: float, models: Sequence[str] | None) -> sa.Select:
-    """The keys with a ready task, in the order they are to be served."""
+def room(default_max_running: int | None) -> sa.ColumnElement[int]:
+    """How many more tasks each key may run (its max_running, or the server's default, less
+    those it runs now); NULL: no limit."""
+    cap: sa.ColumnElement[int] = api_keys.c.max_running
+    if default_max_running is not None:
+        cap = sa.func.coalesce(cap, default_max_running)
+    others = tasks.alias("running")  # not the outer query's tasks, which it may also read
+    running = (
+        sa.select(sa.func.count())
+        .select_from(others)
+        .where(others.c.key_id == api_keys.c.id, others.c.status == TaskStatus.PROCESSING.value)
+        .correlate(api_keys)
+        .scalar_subquery()
+    )
+    return cap - running
+
+
+def keys_in_turn(
+    now: float, models: Sequence[str] | None, default_max_running: int | None = None
+) -> sa.Select:
+    """The keys with a ready task and room to run it, in the order they are to be served."""
     waiting = sa.exists().where(tasks.c.key_id == api_keys.c.id, ready(now, models))
+    left = room(default_max_running)
     return (
         sa.select(api_keys.c.id)
-        .where(waiting)
+        .where(waiting, sa.or_(left.is_(None), left > 0))
         .order_by(api_keys.c.priority.desc(), api_keys.c.vtime, api_keys.c.id)
         .limit(KEYS_TRIED)
     )
@@ -62,22 +82,33 @@ def oldest_batch_key(
     return query.with_for_update(skip_locked=True) if lock else query
 
 
-def in_turn(batch_key: str, now: float, limit: int) -> sa.Select:
+def in_turn(
+    batch_key: str, now: float, limit: int, default_max_running: int | None = None
+) -> sa.Select:
     """Up to `limit` ids of ready tasks of the batch key, the keys taking turns: every key's
-    first such task (in the keys' serving order), then every key's second, and so on."""
+    first such task (in the keys' serving order), then every key's second, and so on; no
+    more of a key's tasks than it has room to run."""
     turn = (
         sa.func.row_number()
         .over(partition_by=tasks.c.key_id, order_by=tasks.c.enqueued_at)
         .label("turn")
     )
     ranked = (
-        sa.select(tasks.c.id, tasks.c.enqueued_at, turn, api_keys.c.priority, api_keys.c.vtime)
+        sa.select(
+            tasks.c.id,
+            tasks.c.enqueued_at,
+            turn,
+            api_keys.c.priority,
+            api_keys.c.vtime,
+            room(default_max_running).label("room"),
+        )
         .join(api_keys, api_keys.c.id == tasks.c.key_id)
         .where(tasks.c.batch_key == batch_key, ready(now, None))
         .subquery("ranked")
     )
     return (
         sa.select(ranked.c.id)
+        .where(sa.or_(ranked.c.room.is_(None), ranked.c.turn <= ranked.c.room))
         .order_by(
             ranked.c.turn,
             ranked.c.priority.desc(),

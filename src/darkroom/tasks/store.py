@@ -27,13 +27,27 @@ import sqlalchemy as sa
 from darkroom.backoff import Backoff
 from darkroom.db import Connection, Database, tasks
 from darkroom.errors import CANCELED_MESSAGE
-from darkroom.keys import ApiKey, balance
+from darkroom.keys import NO_LIMITS, ApiKey, Limits, balance
 from darkroom.tasks import fair
-from darkroom.tasks.admission import Admission, InsufficientFunds, QueueFull
-
-__all__ = ["InsufficientFunds", "QueueFull", "TaskStore"]
+from darkroom.tasks.admission import (
+    Admission,
+    Idempotency,
+    IdempotencyMismatch,
+    InsufficientFunds,
+    KeyLimitReached,
+    QueueFull,
+)
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 from darkroom.tasks.positions import QueuePositions
+
+__all__ = [
+    "Idempotency",
+    "IdempotencyMismatch",
+    "InsufficientFunds",
+    "KeyLimitReached",
+    "QueueFull",
+    "TaskStore",
+]
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
 LEASE_LOST_MESSAGE = (
@@ -59,20 +73,34 @@ def retry_delay(attempt: int) -> float:
 
 
 class TaskStore:
-    def __init__(self, db: Database, *, queue_snapshot_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        queue_snapshot_seconds: float = 1.0,
+        key_limits: Limits = NO_LIMITS,
+    ) -> None:
         self.db = db
+        self.key_limits = key_limits  # the server's defaults for keys that set none
         # PostgreSQL lets concurrent workers skip each other's rows; SQLite has one writer anyway.
         self._lock_rows = not db.is_sqlite
-        self._admission = Admission(db)
+        self._admission = Admission(db, key_limits)
         self._positions = QueuePositions(db, max_age=queue_snapshot_seconds)
 
     # -- the API's side -----------------------------------------------------------------
 
-    async def create(self, new: NewTask, key: ApiKey, *, max_queue: int) -> Task:
+    async def create(
+        self,
+        new: NewTask,
+        key: ApiKey,
+        *,
+        max_queue: int,
+        idempotency: Idempotency | None = None,
+    ) -> Task:
         """Queues a task, charging the key its cost; durable when this returns. A refused
         task (QueueFull, InsufficientFunds) is neither queued nor charged. Creates arriving
         together share one transaction (tasks/admission.py)."""
-        task = await self._admission.create(new, key, max_queue=max_queue)
+        task = await self._admission.create(new, key, max_queue=max_queue, idempotency=idempotency)
         self._positions.added(task)
         return task
 
@@ -169,7 +197,8 @@ class TaskStore:
     ) -> str | None:
         """The batch key of the oldest ready task of the first key in turn that has one no
         concurrent claim holds."""
-        for key_id in (await conn.execute(fair.keys_in_turn(now, models))).scalars().all():
+        in_turn = fair.keys_in_turn(now, models, self.key_limits.max_running)
+        for key_id in (await conn.execute(in_turn)).scalars().all():
             leader = fair.oldest_batch_key(key_id, now, models, lock=self._lock_rows)
             found = (await conn.execute(leader)).scalar_one_or_none()
             if found is not None:
@@ -180,7 +209,7 @@ class TaskStore:
         self, batch_key: str, now: float, limit: int, owner: str, lease_seconds: float
     ) -> sa.Update:
         """The claim: the chosen tasks (still idle) leased to this owner, in one UPDATE."""
-        chosen = fair.in_turn(batch_key, now, limit)
+        chosen = fair.in_turn(batch_key, now, limit, self.key_limits.max_running)
         if self._lock_rows:
             # PostgreSQL: lock the chosen rows in a MATERIALIZED CTE and join the update to it.
             # Written as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, the subquery can
