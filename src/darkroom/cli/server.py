@@ -43,7 +43,8 @@ def serve(
     import uvicorn
 
     from darkroom.api import create_app
-    from darkroom.api.limits import BodyTimeout, h11_protocol
+    from darkroom.api.limits import BodyTimeout
+    from darkroom.api.protocols import limited_protocol
 
     settings = settings_from(host=host, port=port, workers=workers, config=config)
     app = open_app(settings)  # fail early on a configuration that cannot work
@@ -62,7 +63,7 @@ def serve(
         log_config=_log_config(),
         timeout_graceful_shutdown=int(settings.lease_seconds),
         timeout_keep_alive=int(settings.keep_alive_seconds),
-        http=h11_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+        http=limited_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_connections,
         proxy_headers=True,
