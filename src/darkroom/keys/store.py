@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from darkroom.db import Database, api_keys
+from darkroom.db import Database, api_keys, tasks
+from darkroom.db.schema import Money
 from darkroom.money import LIMIT, ZERO
 
 KEY_PREFIX = "dk_"
@@ -36,6 +37,8 @@ class ApiKey:
     """How far below zero the balance may go."""
     created_at: float
     revoked_at: float | None
+    admin: bool = False
+    """An operator's key: it may also call /v1/admin/ (web/admin.py)."""
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -55,7 +58,15 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         credit_limit=row.credit_limit,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        admin=bool(row.admin),
     )
+
+
+class Unset:
+    """A limit `set_limits` leaves as it is (None means "no limit" for models)."""
+
+
+UNSET = Unset()
 
 
 class TopUpRefused(Exception):
@@ -73,6 +84,7 @@ class KeyStore:
         models: list[str] | None = None,
         balance: Decimal | None = None,
         credit_limit: Decimal = ZERO,
+        admin: bool = False,
     ) -> tuple[str, ApiKey]:
         """Returns the raw key (the only time it exists outside the client) and its record;
         without a balance the key is unmetered."""
@@ -88,6 +100,7 @@ class KeyStore:
                     balance=balance,
                     credit_limit=credit_limit,
                     created_at=time.time(),
+                    admin=admin,
                 )
                 .returning(*api_keys.c)
             )
@@ -143,6 +156,45 @@ class KeyStore:
         if found.balance is None:
             raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
         raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
+
+    async def set_limits(
+        self,
+        ident: str,
+        *,
+        models: list[str] | None | Unset = UNSET,
+        credit_limit: Decimal | Unset = UNSET,
+    ) -> ApiKey | None:
+        """Changes the limits given (the models a live key may use, None: all; how far below
+        zero its balance may go) and returns the key, or None when no live key matches."""
+        values: dict[str, object] = {}
+        if not isinstance(models, Unset):
+            values["models"] = models
+        if not isinstance(credit_limit, Unset):
+            values["credit_limit"] = credit_limit
+        async with self.db.write() as conn:
+            if values:
+                statement = api_keys.update().where(_live(ident)).values(**values)
+                row = (await conn.execute(statement.returning(*api_keys.c))).one_or_none()
+            else:
+                row = (await conn.execute(sa.select(api_keys).where(_live(ident)))).one_or_none()
+        return _row_to_key(row) if row else None
+
+    async def spend_by_model(self) -> dict[int, dict[str, tuple[int, Decimal]]]:
+        """For each key, per model: how many tasks it made and what they cost it (refunded
+        costs left out), in one grouped query over the tasks table."""
+        # Summed in the database in Money's own units (micro-units on SQLite), read as Money.
+        charged = sa.case(
+            (tasks.c.refunded_at.is_(None), tasks.c.cost), else_=sa.literal(ZERO, Money())
+        )
+        total = sa.func.sum(charged, type_=Money())
+        query = sa.select(tasks.c.key_id, tasks.c.model, sa.func.count(), total).group_by(
+            tasks.c.key_id, tasks.c.model
+        )
+        spend: dict[int, dict[str, tuple[int, Decimal]]] = {}
+        async with self.db.read() as conn:
+            for key_id, model, count, amount in (await conn.execute(query)).all():
+                spend.setdefault(key_id, {})[model] = (count, amount or ZERO)
+        return spend
 
     async def count(self) -> int:
         async with self.db.read() as conn:
