@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.browser.viewports import VIEWPORT
 from tests.support.catalogs import CONFIGS
 from tests.support.servers import Darkroom, running
-
-VIEWPORT = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.viewports import VIEWPORT, fits_a_phone
 from tests.support.servers import Darkroom
 
 WAIT_MS = 30_000  # a bound for a hung test, not a measure
@@ -46,6 +47,9 @@ def test_the_console_creates_tops_up_and_revokes_a_key(
     expect(row.get_by_test_id("balance")).to_have_text("5.5", timeout=WAIT_MS)
     assert api.get("/v1/balance").json()["balance"] == 5.5
     page.screenshot(path=screenshots / "console.png", full_page=True)
+    assert fits_a_phone(page)
+    page.screenshot(path=screenshots / "console-phone.png", full_page=True)
+    page.set_viewport_size(VIEWPORT)
 
     row.get_by_test_id("revoke").click()
     expect(row.get_by_test_id("state")).to_have_text("revoked", timeout=WAIT_MS)

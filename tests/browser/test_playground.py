@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.viewports import VIEWPORT, fits_a_phone
 from tests.support.servers import Darkroom
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,10 @@ def test_create_from_the_playground_shows_the_image_and_the_gallery_lists_it(
     page.screenshot(path=screenshots / "playground.png", full_page=True)
     if os.environ.get("DARKROOM_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(screenshots / "playground.png", ROOT / "docs" / "screenshot.png")
+
+    assert fits_a_phone(page)
+    page.screenshot(path=screenshots / "playground-phone.png", full_page=True)
+    page.set_viewport_size(VIEWPORT)
 
     gallery.first.click()
     expect(page.get_by_test_id("detail-seed")).to_have_text(str(SEED))
