@@ -163,6 +163,17 @@ document.addEventListener("alpine:init", () => {
     get waiting() {
       return Boolean(this.task && !FINISHED.includes(this.task.status));
     },
+    // What the result is: a video (an MP4 link), audio tracks (the audio models' `result`
+    // array), or an image.
+    get resultKind() {
+      const task = this.task;
+      if (!task || task.status !== "done") return "";
+      if (Array.isArray(task.result)) return "audio";
+      return /\.mp4(\?|$)/.test(task.url || "") ? "video" : "image";
+    },
+    get tracks() {
+      return this.task && Array.isArray(this.task.result) ? this.task.result : [];
+    },
     get statusLine() {
       const task = this.task;
       if (!task) return "";
