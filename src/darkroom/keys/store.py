@@ -157,6 +157,12 @@ class KeyStore:
             raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
         raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
 
+    async def find(self, ident: str) -> ApiKey | None:
+        """The live key an operator names (as `revoke` finds it), or None."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(_live(ident)))).one_or_none()
+        return _row_to_key(row) if row else None
+
     async def set_limits(
         self,
         ident: str,
@@ -171,12 +177,11 @@ class KeyStore:
             values["models"] = models
         if not isinstance(credit_limit, Unset):
             values["credit_limit"] = credit_limit
+        if not values:
+            return await self.find(ident)
+        statement = api_keys.update().where(_live(ident)).values(**values)
         async with self.db.write() as conn:
-            if values:
-                statement = api_keys.update().where(_live(ident)).values(**values)
-                row = (await conn.execute(statement.returning(*api_keys.c))).one_or_none()
-            else:
-                row = (await conn.execute(sa.select(api_keys).where(_live(ident)))).one_or_none()
+            row = (await conn.execute(statement.returning(*api_keys.c))).one_or_none()
         return _row_to_key(row) if row else None
 
     async def spend_by_model(self) -> dict[int, dict[str, tuple[int, Decimal]]]:

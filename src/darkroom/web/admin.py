@@ -161,7 +161,7 @@ def _known_models(app: App, models: list[str] | None) -> list[str] | None:
 
 
 async def _live_key(app: App, ident: str) -> ApiKey:
-    key = await app.keys.set_limits(ident)  # changes nothing: finds the live key
+    key = await app.keys.find(ident)
     if key is None:
         raise TaskNotFound(f"No live key matches {ident!r}.")
     return key
