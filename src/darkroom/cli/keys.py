@@ -48,6 +48,9 @@ def keys_create(
     credits: Annotated[
         str | None, typer.Option(hidden=True, help="Deprecated: the same as --balance")
     ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An operator's key: it may use the console")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is never shown again)."""
@@ -62,7 +65,9 @@ def keys_create(
 
     async def run() -> str:
         async with migrated_app(config) as app:
-            raw, _ = await app.keys.create(name, models=allowed, balance=start, credit_limit=limit)
+            raw, _ = await app.keys.create(
+                name, models=allowed, balance=start, credit_limit=limit, admin=admin
+            )
             return raw
 
     typer.echo(asyncio.run(run()))

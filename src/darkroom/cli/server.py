@@ -55,6 +55,7 @@ def serve(
             err=True,
         )
     asyncio.run(_prepare(app, first_key))
+    typer.echo(f"Open {settings.base_url}/ in a browser: the playground, the gallery, /console")
     uvicorn.run(
         BodyTimeout(create_app(settings), seconds=settings.body_timeout_seconds),
         host=settings.host,

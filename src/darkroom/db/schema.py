@@ -57,6 +57,8 @@ api_keys = sa.Table(
     sa.Column("credit_limit", Money, nullable=False, server_default="0"),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    # An operator's key: it may call /v1/admin/ (the console), besides the media API.
+    sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()),
     # Fair share (tasks/fair.py): keys of a higher priority are served first; among equals,
     # the key with the smallest virtual time, which grows by 1/weight for each task claimed.
     sa.Column("weight", sa.Float, nullable=False, server_default="1"),

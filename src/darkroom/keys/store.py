@@ -18,7 +18,8 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from darkroom.db import Database, api_keys
+from darkroom.db import Database, api_keys, tasks
+from darkroom.db.schema import Money
 from darkroom.keys.cache import KeyCache
 from darkroom.keys.limits import NO_LIMITS, Limits
 from darkroom.money import LIMIT, ZERO
@@ -42,6 +43,8 @@ class ApiKey:
     """How far below zero the balance may go."""
     created_at: float
     revoked_at: float | None
+    admin: bool = False
+    """An operator's key: it may also call /v1/admin/ (web/admin.py)."""
     weight: float = 1.0
     """Its share of the workers against other keys' (tasks/fair.py)."""
     priority: int = 0
@@ -67,10 +70,18 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         credit_limit=row.credit_limit,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        admin=bool(row.admin),
         weight=row.weight,
         priority=row.priority,
         limits=Limits(row.rate, row.max_waiting, row.max_running, row.daily_spend),
     )
+
+
+class Unset:
+    """A limit `set_limits` leaves as it is (None means "no limit" for models)."""
+
+
+UNSET = Unset()
 
 
 class TopUpRefused(Exception):
@@ -90,6 +101,7 @@ class KeyStore:
         models: list[str] | None = None,
         balance: Decimal | None = None,
         credit_limit: Decimal = ZERO,
+        admin: bool = False,
         weight: float = 1.0,
         priority: int = 0,
         limits: Limits = NO_LIMITS,
@@ -111,6 +123,7 @@ class KeyStore:
                     priority=priority,
                     **_limit_columns(limits),
                     created_at=time.time(),
+                    admin=admin,
                 )
                 .returning(*api_keys.c)
             )
@@ -171,32 +184,60 @@ class KeyStore:
             raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
         raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
 
-    async def update(
+    async def find(self, ident: str) -> ApiKey | None:
+        """The live key an operator names (as `revoke` finds it), or None."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(api_keys).where(_live(ident)))).one_or_none()
+        return _row_to_key(row) if row else None
+
+    async def set_limits(
         self,
         ident: str,
         *,
-        weight: float | None = None,
-        priority: int | None = None,
-        limits: Limits | None = None,
+        models: list[str] | None | Unset = UNSET,
+        credit_limit: Decimal | Unset = UNSET,
+        weight: float | Unset = UNSET,
+        priority: int | Unset = UNSET,
+        limits: Limits | Unset = UNSET,
     ) -> ApiKey | None:
-        """Sets a live key's share and limits (those given; a limit given as None in `limits`
-        falls back to the server's default); the key as it now is, or None when no live key
-        matches."""
-        values: dict[str, object] = {} if limits is None else _limit_columns(limits)
-        if weight is not None:
+        """Changes what is given (the models a live key may use, None: all; how far below
+        zero its balance may go; its share; its limits, each None falling back to the server's
+        default) and returns the key, or None when no live key matches."""
+        values: dict[str, object] = {}
+        if not isinstance(models, Unset):
+            values["models"] = models
+        if not isinstance(credit_limit, Unset):
+            values["credit_limit"] = credit_limit
+        if not isinstance(weight, Unset):
             values["weight"] = weight
-        if priority is not None:
+        if not isinstance(priority, Unset):
             values["priority"] = priority
+        if not isinstance(limits, Unset):
+            values.update(_limit_columns(limits))
+        if not values:
+            return await self.find(ident)
+        statement = api_keys.update().where(_live(ident)).values(**values)
         async with self.db.write() as conn:
-            row = (
-                await conn.execute(
-                    api_keys.update().where(_live(ident)).values(**values).returning(*api_keys.c)
-                )
-                if values
-                else await conn.execute(sa.select(api_keys).where(_live(ident)))
-            ).one_or_none()
-        self.cache.forget()
+            row = (await conn.execute(statement.returning(*api_keys.c))).one_or_none()
+        self.cache.forget()  # seen on this node at once
         return _row_to_key(row) if row else None
+
+    async def spend_by_model(self) -> dict[int, dict[str, tuple[int, Decimal]]]:
+        """For each key, per model: how many tasks it made and what they cost it (refunded
+        costs left out), in one grouped query over the tasks table."""
+        # Summed in the database in Money's own units (micro-units on SQLite), read as Money.
+        charged = sa.case(
+            (tasks.c.refunded_at.is_(None), tasks.c.cost), else_=sa.literal(ZERO, Money())
+        )
+        total = sa.func.sum(charged, type_=Money())
+        query = sa.select(tasks.c.key_id, tasks.c.model, sa.func.count(), total).group_by(
+            tasks.c.key_id, tasks.c.model
+        )
+        spend: dict[int, dict[str, tuple[int, Decimal]]] = {}
+        async with self.db.read() as conn:
+            for key_id, model, count, amount in (await conn.execute(query)).all():
+                spend.setdefault(key_id, {})[model] = (count, amount or ZERO)
+        return spend
 
     async def count(self) -> int:
         async with self.db.read() as conn:
