@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests.support.fakes.serving import serving
 from tests.support.media import client_for
-from tests.support.servers import Darkroom, wait_for_status
+from tests.support.servers import Darkroom, broken_model_catalog, running, wait_for_status
 
 PROMPT = "a lighthouse at dusk"
 MODEL = "google-imagen-3"  # the test catalog's: tiny engine, 1024-pixel sizes, price 1
@@ -130,6 +130,12 @@ def test_bad_input_raises_bad_request_error_naming_the_param(darkroom, api_key, 
     assert len(media_tasks(darkroom, api_key)) == before  # nothing was queued
 
 
+def test_a_prompt_the_content_policy_refuses_raises_bad_request_error(darkroom, api_key):
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk(darkroom, api_key).images.generate(model=MODEL, prompt="a forbiddenword lighthouse")
+    assert raised.value.code == "content_policy_violation"
+
+
 def test_an_unknown_or_forbidden_model_raises_not_found_error(darkroom, api_key):
     with pytest.raises(openai.NotFoundError) as raised:
         sdk(darkroom, api_key).images.generate(model="dall-e-3", prompt=PROMPT)
@@ -167,6 +173,28 @@ def test_the_media_api_keeps_its_own_envelope(darkroom):
         unknown = client.get("/v1/media/nothing-here")
     assert answer.status_code == 200 and answer.json()["code"] == 2
     assert unknown.status_code == 200 and unknown.json()["code"] == 99
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/images/generations"), ("POST", "/v1/images/other"), ("POST", "/v1/models")],
+)
+def test_other_openai_paths_and_methods_are_404_in_openais_shape(darkroom, api_key, method, path):
+    with client_for(darkroom, api_key) as client:
+        answer = client.request(method, path)
+    assert answer.status_code == 404
+    assert list(answer.json()["error"]) == ["message", "type", "param", "code"]
+
+
+def test_images_that_all_fail_raise_internal_server_error(tmp_path):
+    catalog = broken_model_catalog(tmp_path)
+    with running(tmp_path, catalog, max_attempts=1) as darkroom:
+        key = darkroom.create_key("--balance", "5")
+        with pytest.raises(openai.InternalServerError) as raised:
+            sdk(darkroom, key).images.generate(model=MODEL, prompt=PROMPT, n=2)
+        assert raised.value.status_code == 500 and raised.value.type == "server_error"
+        assert [t["status"] for t in media_tasks(darkroom, key)] == ["failed"] * 2
+        assert balance(darkroom, key) == 5  # failed tasks are refunded
 
 
 # -- a queue without workers: a full queue, and the generate timeout ------------------------
