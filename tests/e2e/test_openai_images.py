@@ -296,3 +296,23 @@ def test_an_edit_whose_file_is_not_an_image_raises_bad_request_error(edit_server
     with pytest.raises(openai.BadRequestError) as raised:
         sdk(edit_server, key).images.edit(model="tiny-edit", prompt=PROMPT, image=not_image)
     assert raised.value.param == "image[0]"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/v1/images/generations", {"content-type": "application/json"}, b"{not json"),
+        ("/v1/images/generations", {"content-type": "application/json"}, b"[1, 2]"),
+        ("/v1/images/generations", {"content-type": "text/plain"}, b"a lighthouse"),
+        ("/v1/images/generations", {"content-type": "application/json"}, b" " * 1_100_000),
+        ("/v1/images/edits", {"content-type": "application/json"}, b'{"prompt": "x"}'),
+        ("/v1/images/edits", {"content-type": "multipart/form-data"}, b"no boundary"),
+        ("/v1/images/edits", {"content-type": "multipart/form-data; boundary=x"}, b"--x\r\nbad"),
+        ("/v1/images/edits", {"content-type": "multipart/form-data; boundary=x"}, b"x" * 1_100_000),
+    ],
+)
+def test_malformed_bodies_are_400_in_openais_shape(darkroom, api_key, path, headers, body):
+    with client_for(darkroom, api_key) as client:
+        answer = client.post(path, content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["type"] == "invalid_request_error"

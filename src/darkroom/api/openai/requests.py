@@ -40,6 +40,10 @@ _SIZE = re.compile(r"^([1-9][0-9]{0,4})x([1-9][0-9]{0,4})$")
 IMAGE_FIELDS = ("image", "image[]")
 
 
+# Every `quality` OpenAI's models take (gpt-image's, then DALL-E 3's); none changes the image.
+Quality = Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"]
+
+
 class ImageOrder(BaseModel):
     """What an OpenAI images request asks for. Unknown fields are ignored (newer SDKs send
     more), as the media API ignores them."""
@@ -53,9 +57,7 @@ class ImageOrder(BaseModel):
     response_format: Literal["url", "b64_json"] | None = None
     output_format: Literal["png", "jpeg", "webp"] | None = None
     output_compression: int | None = Field(None, ge=0, le=100)
-    quality: Literal["auto", "low", "medium", "high", "xhigh", "max", "standard", "hd"] | None = (
-        None
-    )
+    quality: Quality | None = None
     background: Literal["auto", "opaque"] | None = None
     style: Literal["vivid", "natural"] | None = None
     moderation: Literal["low", "auto"] | None = None
@@ -199,6 +201,8 @@ async def _upload(file: UploadFile, what: str) -> Upload:
     data = await file.read()
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only: the worker decodes it
+    except Image.DecompressionBombError as exc:
+        raise invalid(f"{what} has too many pixels to be read.", what) from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise invalid(f"{what} is not a PNG, JPEG or WebP image.", what) from exc
     mime = Image.MIME.get(image.format or "", "")

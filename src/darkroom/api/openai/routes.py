@@ -42,8 +42,11 @@ async def edits(request: Request, app: CurrentApp, key: AuthorizedKey) -> Images
     """Makes `n` images of a prompt from one or more uploaded images (the model's reference
     images), and answers when all have ended."""
     form = await requests.read_form(request, app.settings.max_body_bytes)
-    order = requests.parse_order(requests.form_fields(form))
-    pictures = await requests.uploads(form)
+    try:
+        order = requests.parse_order(requests.form_fields(form))
+        pictures = await requests.uploads(form)
+    finally:
+        await form.close()  # the uploaded files' spooled copies: their bytes are read
     spec = requests.model_for(app.catalog, key, order, edit=True)
     ar = requests.ratio_for(spec, order.size, pictures[0].image)
     images = [picture.data_url for picture in pictures]
