@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from darkroom.api.deps import CurrentApp
-from darkroom.api.media import AuthorizedKey, _choices
+from darkroom.api.media import AuthorizedKey, _body_doc, _choices
 from darkroom.api.openai import requests
 from darkroom.api.openai.batch import accept_tasks, wait_for_all
 from darkroom.api.openai.errors import OpenAIError, OpenAIRoute, model_not_found
@@ -27,7 +27,11 @@ router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-@router.post("/images/generations", response_model_exclude_none=True)
+@router.post(
+    "/images/generations",
+    openapi_extra=_body_doc(requests.ImageOrder),
+    response_model_exclude_none=True,
+)
 async def generations(request: Request, app: CurrentApp, key: AuthorizedKey) -> ImagesResponse:
     """Makes `n` images of a prompt, and answers when all have ended."""
     order = requests.parse_order(await read_json_body(request, app.settings.max_body_bytes))
