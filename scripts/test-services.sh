@@ -22,7 +22,7 @@ if ((${#need_apt[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
-if [ ! -d tests/js/node_modules/axios ]; then
+if [ ! -d tests/js/node_modules/axios ] || [ ! -d tests/js/node_modules/openai ]; then
   (cd tests/js && npm install --silent --no-audit --no-fund)
 fi
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from darkroom import __version__
-from darkroom.api import balance, errors, files, generate, listing, media, ops
+from darkroom.api import balance, errors, files, generate, listing, media, openai, ops
 from darkroom.app import App
 from darkroom.config import Settings
 from darkroom.web import install as install_web
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     app.include_router(balance.router)
     app.include_router(files.router)
     app.include_router(ops.router)
+    app.include_router(openai.router)  # its errors in OpenAI's shape: api/openai/errors.py
     install_web(app)  # the pages at / and /console, and /v1/admin/
     errors.install(app)
     return app
