@@ -35,8 +35,9 @@ def serve(
     processes: Annotated[
         int | None,
         typer.Option(
+            min=1,
             help="API processes sharing the port; more than 1 needs --workers 0 "
-            "(DARKROOM_PROCESSES)"
+            "(DARKROOM_PROCESSES)",
         ),
     ] = None,
     config: ConfigOption = None,
