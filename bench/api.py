@@ -1,13 +1,17 @@
-"""API throughput and latency: Darkroom's create and result routes against the real server,
-side by side with a bare FastAPI endpoint on the same server stack, in one run.
+"""API throughput and latency: Darkroom's create and result routes against the real server, on
+SQLite and on PostgreSQL, with one and more server processes, side by side with a bare FastAPI
+endpoint on the same server stack, in one run.
 
     .venv/bin/python bench/api.py [--seconds 10] [--connections 32]
+                                  [--databases sqlite,postgres] [--processes 1,2]
 
-The load comes from wrk (Debian's `wrk`, installed by this script when missing), a C load
-generator, so that the client is not the bottleneck as a Python one would be. Both servers run
-as separate processes (uvicorn, one process each, logs at warning). Darkroom runs on embedded
-defaults (SQLite in WAL mode, local disk) with no workers, so the figures are the API's own
-cost: authentication, validation, one committed INSERT per create, one indexed read per result.
+The load comes from wrk (bench/wrk.py). Every server is a separate process tree: the bare
+endpoint (bench/bare.py) under `uvicorn --workers N`, Darkroom under `darkroom serve --workers 0
+--processes N` (no engine workers, so the figures are the API's own cost: authentication,
+validation, one committed INSERT per create, the reads of a result). SQLite is a fresh file in
+WAL mode on local disk; PostgreSQL a private cluster started for the run the way the tests start
+theirs (tests/support/services.py). Bare FastAPI with one process is the baseline of every ratio.
+Every create wrk counted must be a task in the database: an error answered fast is no create.
 """
 
 # ruff: noqa: E402 - the import path is fixed before anything else is imported
@@ -17,197 +21,288 @@ import sys
 from pathlib import Path
 
 # The repository root replaces this script's folder on the import path, before any import:
-# tests.support is imported from there.
+# bench.* and tests.support are imported from there.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import json
+import asyncio
+import contextlib
 import os
 import platform
-import re
-import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
 
+import asyncpg
 import httpx
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+from bench import wrk
+from darkroom.api import serving
+from darkroom.config import Settings
+from tests.support.backends import Backend
 from tests.support.servers import Darkroom, free_port
+from tests.support.services import PostgresServer, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "google-imagen-3", "ar": "16:9", "prompt": "a lighthouse at dusk, film grain"}
+DATABASES = ("sqlite", "postgres")
+# What the bench sets on every Darkroom server, beside the data folder and the database.
+SERVER_ENV = {"DARKROOM_LOG_LEVEL": "warning", "DARKROOM_MAX_QUEUE": str(10**9)}
 
 
-def bare_app() -> FastAPI:
-    """The baseline: a bare FastAPI endpoint on the same server stack (uvicorn, uvloop,
-    httptools) that parses a JSON body and answers a task-shaped object, with no key check, no
-    database and no storage. What Darkroom adds on top of this is what the bench shows."""
-    app = FastAPI()
-
-    @app.post("/bare")
-    async def bare(request: Request) -> JSONResponse:
-        body = await request.json()
-        return JSONResponse(
-            {
-                "code": 0,
-                "id": "6880f043e6060500018821de",
-                "model": body.get("model"),
-                "prompt": body.get("prompt"),
-                "created_at": int(time.time()),
-                "status": "idle",
-                "url": None,
-            }
-        )
-
-    return app
+@dataclass(frozen=True)
+class Row:
+    server: str
+    processes: int
+    route: str
+    figures: wrk.Figures
 
 
-def _serve_bare(port: int) -> None:
-    # The same uvicorn settings as `darkroom serve`, logs at warning like the Darkroom server.
-    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=75)
+# -- the servers ------------------------------------------------------------------------------
 
 
-def _start_bare() -> tuple[subprocess.Popen[bytes], str]:
+@contextlib.contextmanager
+def bare_server(processes: int) -> Iterator[str]:
+    """The bare endpoint under uvicorn with `processes` processes; yields its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-bare", str(port)],
+        [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port)]
+        + ["--workers", str(processes), "--log-level", "warning", "--timeout-keep-alive", "75"],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}/bare"
+    try:
+        _wait_answering(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def _wait_answering(url: str, process: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if process.poll() is not None:
             raise RuntimeError("the bare server exited")
         try:
-            httpx.post(f"{url}/bare", json=BODY, timeout=1)
-            return process, url
+            httpx.post(url, json=BODY, timeout=1)
+            return
         except httpx.HTTPError:
             time.sleep(0.1)
     raise TimeoutError("the bare server did not start")
 
 
-def _ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk (apt-get install wrk) ...", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
-    return shutil.which("wrk") or "wrk"
+@contextlib.contextmanager
+def darkroom_server(
+    folder: Path, database: str, postgres: PostgresServer | None, processes: int
+) -> Iterator[Darkroom]:
+    """`darkroom serve --workers 0 --processes N` on a fresh database of its own."""
+    darkroom = Backend(database).installation(folder, ROOT / "config" / "demo.toml")
+    darkroom.env.pop("DARKROOM_DATABASE_URL", None)  # SQLite: the data folder's own file
+    if database == "postgres":
+        darkroom.env["DARKROOM_DATABASE_URL"] = postgres.new_database("bench")
+    darkroom.env.update(SERVER_ENV)
+    try:
+        darkroom.start_server("--workers", "0", "--processes", str(processes))
+        yield darkroom
+    finally:
+        darkroom.stop()
 
 
-def _wrk_script(folder: Path, method: str, headers: dict[str, str], body: dict | None) -> Path:
-    lines = [f'wrk.method = "{method}"']
-    lines += [f'wrk.headers["{name}"] = {json.dumps(value)}' for name, value in headers.items()]
-    if body is not None:
-        lines.append('wrk.headers["Content-Type"] = "application/json"')
-        lines.append(f"wrk.body = {json.dumps(json.dumps(body))}")
-    path = folder / f"{method}-{len(list(folder.iterdir()))}.lua"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+def tasks_stored(darkroom: Darkroom) -> int:
+    """Rows in the task table (each process of a server counts its own creates on /metrics,
+    so the database is the one place that sees them all)."""
+    url = darkroom.env.get("DARKROOM_DATABASE_URL")
+    if url is None:
+        with contextlib.closing(sqlite3.connect(darkroom.data_dir / "darkroom.db")) as db:
+            return db.execute("SELECT count(*) FROM tasks").fetchone()[0]
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM tasks")
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+# -- the measurements -------------------------------------------------------------------------
 
 
-def _millis(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
-    return float(number) * _UNITS[unit]
+def measure_bare(tool: str, processes: int, lua: Path, args: argparse.Namespace) -> Row:
+    script = wrk.script(lua, "POST", {}, BODY)
+    with bare_server(processes) as url:
+        wrk.run(tool, url, script, 2, args.connections)  # connections, imports
+        return Row("bare FastAPI", processes, "POST /bare", _run(tool, url, script, args))
 
 
-def _run_wrk(wrk: str, url: str, script: Path, args) -> dict[str, float]:
-    out = subprocess.run(
-        [wrk, "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "-s", script, url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failed requests:\n{out}")
-    percentile = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.MULTILINE))
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50": _millis(percentile["50"]),
-        "p99": _millis(percentile["99"]),
-    }
-
-
-def _created_total(base_url: str) -> float:
-    text = httpx.get(f"{base_url}/metrics").text
-    pattern = r'^darkroom_tasks_created_total\{model="google-imagen-3"\} (\S+)$'
-    found = re.search(pattern, text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
-
-
-def _measure(wrk: str, darkroom: Darkroom, key: str, bare_url: str, folder: Path, args) -> list:
+def measure_darkroom(
+    tool: str, darkroom: Darkroom, label: str, processes: int, lua: Path, args: argparse.Namespace
+) -> list[Row]:
+    key = darkroom.create_key("--name", "bench")
     auth = {"Authorization": key}
     task = httpx.post(f"{darkroom.base_url}/v1/media/create", json=BODY, headers=auth).json()
     if task["code"] != 0:
         raise RuntimeError(f"create failed: {task}")
-    bare = _wrk_script(folder, "POST", {}, BODY)
-    create = _wrk_script(folder, "POST", auth, BODY)
-    result = _wrk_script(folder, "GET", auth, None)
-    result_url = f"{darkroom.base_url}/v1/media/result?task_id={task['id']}"
     create_url = f"{darkroom.base_url}/v1/media/create"
-    warm = argparse.Namespace(seconds=2, connections=args.connections)
-    for url, script in ((f"{bare_url}/bare", bare), (create_url, create), (result_url, result)):
-        _run_wrk(wrk, url, script, warm)  # connections, imports, SQLite's page cache
+    result_url = f"{darkroom.base_url}/v1/media/result?task_id={task['id']}"
+    create = wrk.script(lua, "POST", auth, BODY)
+    result = wrk.script(lua, "GET", auth, None)
+    for url, script in ((create_url, create), (result_url, result)):
+        wrk.run(tool, url, script, 2, args.connections)  # connections, imports, page caches
 
-    rows = [("bare FastAPI POST", _run_wrk(wrk, f"{bare_url}/bare", bare, args))]
-    before = _created_total(darkroom.base_url)
-    rows.append(("POST /v1/media/create", _run_wrk(wrk, create_url, create, args)))
-    created = _created_total(darkroom.base_url) - before
-    rows.append(("GET /v1/media/result", _run_wrk(wrk, result_url, result, args)))
+    before = tasks_stored(darkroom)
+    created = _run(tool, create_url, create, args)
+    accepted = tasks_stored(darkroom) - before
     # Every create wrk counted must be a task accepted (code 0), not an error answered fast.
-    if created < rows[1][1]["requests"]:
-        raise RuntimeError(f"only {created:.0f} of {rows[1][1]['requests']} creates were accepted")
-    return rows
+    if accepted < created.requests:
+        raise RuntimeError(f"only {accepted} of {created.requests} creates were accepted")
+    return [
+        Row(label, processes, "POST /v1/media/create", created),
+        Row(label, processes, "GET /v1/media/result", _run(tool, result_url, result, args)),
+    ]
 
 
-def _print(rows: list, args) -> None:
-    print(
-        f"\nDarkroom API bench: wrk, {args.connections} connections, {args.seconds} s per row\n"
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; SQLite (WAL), local disk, no workers; wrk on the same "
-        "machine (1 thread)"
-    )
-    base = rows[0][1]["rps"]
-    print(f"\n{'route':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s vs bare':>16}")
-    for name, row in rows:
-        print(
-            f"{name:<24}{row['rps']:>10.0f}{row['p50']:>10.2f}{row['p99']:>10.2f}"
-            f"{row['rps'] / base:>15.2f}x"
+def _run(tool: str, url: str, script: Path, args: argparse.Namespace) -> wrk.Figures:
+    return wrk.run(tool, url, script, args.seconds, args.connections)
+
+
+def measure_all(args: argparse.Namespace) -> tuple[list[Row], str | None]:
+    tool = wrk.ensure_wrk()
+    rows: list[Row] = []
+    pg_version = None
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="darkroom-bench-")))
+        lua = folder / "lua"
+        lua.mkdir()
+        # Bare FastAPI at 1 process is every ratio's base, whatever counts were asked for.
+        rows += [measure_bare(tool, n, lua, args) for n in sorted({1, *args.processes})]
+        postgres = None
+        if "postgres" in args.databases:
+            postgres = stack.enter_context(postgres_server())
+            pg_version = asyncio.run(_pg_version(postgres))
+        for database in args.databases:
+            label = {"sqlite": "Darkroom SQLite", "postgres": "Darkroom PostgreSQL"}[database]
+            for n in args.processes:
+                data = folder / f"{database}-{n}"
+                data.mkdir()
+                with darkroom_server(data, database, postgres, n) as darkroom:
+                    rows += measure_darkroom(tool, darkroom, label, n, lua, args)
+    return rows, pg_version
+
+
+async def _pg_version(postgres: PostgresServer) -> str:
+    conn = await asyncpg.connect(postgres.url("postgres"))
+    try:
+        return await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def conditions(args: argparse.Namespace, pg_version: str | None) -> str:
+    settings = Settings()  # the bench's environment, which the servers inherit
+    protocol = serving.http_protocol(settings)
+    parser = next(c.__name__ for c in protocol.__mro__ if c.__module__.startswith("uvicorn."))
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    lines = [
+        f"wrk (1 thread) on the same machine, {args.connections} connections, "
+        f"{args.seconds} s per row after 2 s of warm-up",
+        f"machine: {platform.machine()}, {_cpu_model()}, {os.cpu_count()} cores; load average "
+        f"at the end (1, 5, 15 min): {load}",
+        f"Python {platform.python_version()}, uvicorn {version('uvicorn')}, FastAPI "
+        f"{version('fastapi')}, SQLAlchemy {version('sqlalchemy')}, asyncpg {version('asyncpg')}",
+        f"bare FastAPI: uvicorn's defaults (loop {_default_loop()}, httptools parser)",
+        f"Darkroom: `darkroom serve --workers 0 --processes N`, HTTP protocol {parser},\n  "
+        f"DARKROOM_KEY_CACHE_SECONDS={settings.key_cache_seconds:g}, "
+        f"DARKROOM_MAX_QUEUE={SERVER_ENV['DARKROOM_MAX_QUEUE']}, DARKROOM_LOG_LEVEL=warning "
+        f"(no access log),\n  pool {settings.db_pool_size}+{settings.db_max_overflow} connections "
+        "per process (PostgreSQL)",
+        f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL), local disk",
+    ]
+    if pg_version:
+        lines.append(
+            f"PostgreSQL {pg_version} (private cluster as the tests start it: fsync off, "
+            "synchronous_commit off, loopback TCP)"
         )
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _default_loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def report(rows: list[Row], args: argparse.Namespace, pg_version: str | None) -> str:
+    base = next(r.figures.rps for r in rows if r.server == "bare FastAPI" and r.processes == 1)
+    lines = [
+        "Darkroom API bench",
+        conditions(args, pg_version),
+        "",
+        f"{'server':<21}{'processes':>9}  {'route':<23}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'vs bare 1 process':>19}",
+    ]
+    for row in rows:
+        f = row.figures
+        lines.append(
+            f"{row.server:<21}{row.processes:>9}  {row.route:<23}{f.rps:>9.0f}{f.p50:>9.2f}"
+            f"{f.p99:>9.2f}{f.rps / base:>18.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def _names(text: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if allowed is not None and (unknown := set(names) - set(allowed)):
+        raise argparse.ArgumentTypeError(f"unknown {sorted(unknown)}; choose from {allowed}")
+    return names
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(n) for n in _names(text)]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("process counts are whole numbers from 1")
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=int, default=10, help="per row (default 10)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk's (default 32)")
+    parser.add_argument(
+        "--databases",
+        type=lambda text: _names(text, DATABASES),
+        default=list(DATABASES),
+        help="comma-separated, of sqlite,postgres (default both)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_counts,
+        default=[1, 2],
+        help="comma-separated server process counts (default 1,2)",
+    )
     args = parser.parse_args()
-    if args.serve_bare:
-        _serve_bare(args.serve_bare)
-        return
-    wrk = _ensure_wrk()
-    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as name:
-        folder = Path(name)
-        (folder / "lua").mkdir()
-        darkroom = Darkroom(folder, ROOT / "config" / "demo.toml", log_level="warning")
-        darkroom.env["DARKROOM_MAX_QUEUE"] = str(10**9)
-        bare, bare_url = _start_bare()
-        try:
-            darkroom.start_server("--workers", "0")
-            key = darkroom.create_key("--name", "bench")
-            rows = _measure(wrk, darkroom, key, bare_url, folder / "lua", args)
-        finally:
-            darkroom.stop()
-            bare.terminate()
-            bare.wait()
-    _print(rows, args)
+    rows, pg_version = measure_all(args)
+    print(report(rows, args, pg_version))
 
 
 if __name__ == "__main__":

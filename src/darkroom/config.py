@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     secret: str | None = Field(None, description="Signs file links; shared by all API nodes")
 
     workers: int = 1
+    # `darkroom serve`'s API processes on the one port (uvicorn's workers); more than one
+    # serves the API only (workers 0, `darkroom worker` beside it). SQLite stays correct across
+    # them: each has its own writer, and SQLite's file lock with busy_timeout serialises them.
+    processes: int = Field(1, ge=1)
     lease_seconds: float = 30.0
     max_attempts: int = 3
     poll_seconds: float = 1.0

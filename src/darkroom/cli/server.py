@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import signal
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
@@ -34,6 +35,14 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Workers in this process; 0 = API only (DARKROOM_WORKERS)")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port; more than 1 needs --workers 0 "
+            "(DARKROOM_PROCESSES)",
+        ),
+    ] = None,
     config: ConfigOption = None,
     first_key: Annotated[
         bool, typer.Option("--first-key", help="Create and print a key if none exists")
@@ -42,11 +51,12 @@ def serve(
     """Migrate the database and serve the API (and workers) until stopped."""
     import uvicorn
 
-    from darkroom.api import create_app
-    from darkroom.api.limits import BodyTimeout
-    from darkroom.api.protocols import limited_protocol
+    from darkroom.api import serving
 
-    settings = settings_from(host=host, port=port, workers=workers, config=config)
+    settings = settings_from(
+        host=host, port=port, workers=workers, processes=processes, config=config
+    )
+    _refuse_multiplied_workers(settings)
     app = open_app(settings)  # fail early on a configuration that cannot work
     if settings.public_url is None and settings.host in ("0.0.0.0", "::", ""):
         typer.echo(
@@ -56,15 +66,18 @@ def serve(
         )
     asyncio.run(_prepare(app, first_key))
     typer.echo(f"Open {settings.base_url}/ in a browser: the playground, the gallery, /console")
+    _export_options(settings)
     uvicorn.run(
-        BodyTimeout(create_app(settings), seconds=settings.body_timeout_seconds),
+        serving.APP_FACTORY,
+        factory=True,
+        workers=settings.processes,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         log_config=_log_config(),
         timeout_graceful_shutdown=int(settings.lease_seconds),
         timeout_keep_alive=int(settings.keep_alive_seconds),
-        http=limited_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
+        http=serving.HTTP_PROTOCOL,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_connections,
         proxy_headers=True,
@@ -110,6 +123,27 @@ def _log_config() -> dict[str, Any]:
     config.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
     config["handlers"]["access"].setdefault("filters", []).append("redact_secrets")
     return config
+
+
+def _refuse_multiplied_workers(settings: Settings) -> None:
+    """Each of N processes would start its own workers and hold its own models (N copies of
+    each in memory, N claim loops): API processes serve the API, `darkroom worker` the tasks."""
+    if settings.processes > 1 and settings.workers > 0:
+        typer.echo(
+            f"error: --processes {settings.processes} serves the API only: add --workers 0 and "
+            "run `darkroom worker` beside it for the tasks",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _export_options(settings: Settings) -> None:
+    """The command-line options into this process's environment, which uvicorn's processes
+    inherit: each rebuilds the same settings from it (darkroom.api.serving.app_from_env)."""
+    for name in ("host", "port", "workers", "processes", "config"):
+        value = getattr(settings, name)
+        if value is not None:
+            os.environ[f"DARKROOM_{name.upper()}"] = str(value)
 
 
 async def _prepare(app: App, first_key: bool) -> None:
