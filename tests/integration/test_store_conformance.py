@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from darkroom.db import Database
-from darkroom.keys import ApiKey, KeyStore
+from darkroom.keys import ApiKey, KeyStore, Limits
 from darkroom.tasks import InsufficientFunds, QueueFull, Task, TaskStatus, TaskStore
 from darkroom.tasks.model import batch_key
 from darkroom.tasks.store import LEASE_LOST_MESSAGE
@@ -438,3 +438,18 @@ async def test_one_batch_mixes_keys_in_turn(queue):
     batch = await queue.store.claim(OWNER, limit=6, lease_seconds=30)
     assert len({t.batch_key for t in batch}) == 1
     assert sorted(t.key_id for t in batch) == sorted([big.id] * 4 + [small.id] * 2)
+
+
+async def test_a_key_at_its_limit_of_running_tasks_is_passed_over(queue, db):
+    _, capped = await queue.keys.create("capped", limits=Limits(max_running=2))
+    _, other = await queue.keys.create("other")
+    await flood(queue, capped, 6)
+    await flood(queue, other, 2, start=100)
+    order = await claimed_keys(queue, 6)
+    # Two of the capped key's tasks run; then only the other key is served, then nobody.
+    assert order.count(capped.id) == 2 and order.count(other.id) == 2
+    # The server's default applies to a key with no limit of its own.
+    store = TaskStore(db, key_limits=Limits(max_running=1))
+    _, plain = await queue.keys.create("plain")
+    await flood(queue, plain, 3, start=200)
+    assert len(await store.claim(OWNER, limit=3, lease_seconds=30)) == 1

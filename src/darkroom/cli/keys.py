@@ -8,6 +8,7 @@ made credits N a balance of N."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from decimal import Decimal
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from darkroom.cli.common import ConfigOption, migrated_app
-from darkroom.keys import ApiKey, TopUpRefused
+from darkroom.keys import NO_LIMITS, ApiKey, Limits, TopUpRefused
 from darkroom.money import AmountError, json_number, parse_amount
 
 keys = typer.Typer(help="Create, list, top up and revoke API keys.", no_args_is_help=True)
@@ -37,6 +38,22 @@ def _usage_error(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+# A key's share and limits (keys/limits.py, tasks/fair.py); unset: the server's defaults.
+Rate = Annotated[float | None, typer.Option(help="Requests per second it may make", min=0.001)]
+MaxWaiting = Annotated[int | None, typer.Option(help="Tasks it may have waiting", min=0)]
+MaxRunning = Annotated[int | None, typer.Option(help="Tasks it may have running", min=1)]
+DailySpend = Annotated[str | None, typer.Option(help="Money it may spend in 24 hours")]
+Weight = Annotated[float | None, typer.Option(help="Its share of the workers (1: even)", min=0.001)]
+Priority = Annotated[int | None, typer.Option(help="Higher priorities are served first")]
+
+
+def _limits(
+    rate: float | None, waiting: int | None, running: int | None, spend: str | None
+) -> Limits:
+    daily = None if spend is None else _amount(spend, "--daily-spend")
+    return Limits(rate=rate, max_waiting=waiting, max_running=running, daily_spend=daily)
+
+
 @keys.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key")] = "default",
@@ -51,9 +68,16 @@ def keys_create(
     admin: Annotated[
         bool, typer.Option("--admin", help="An operator's key: it may use the console")
     ] = False,
+    rate: Rate = None,
+    max_waiting: MaxWaiting = None,
+    max_running: MaxRunning = None,
+    daily_spend: DailySpend = None,
+    weight: Weight = None,
+    priority: Priority = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a key and print it alone on stdout (it is never shown again)."""
+    limits = _limits(rate, max_waiting, max_running, daily_spend)
     if balance is not None and credits is not None:
         raise _usage_error("give --balance or its old name --credits, not both")
     money = balance if balance is not None else credits
@@ -66,7 +90,14 @@ def keys_create(
     async def run() -> str:
         async with migrated_app(config) as app:
             raw, _ = await app.keys.create(
-                name, models=allowed, balance=start, credit_limit=limit, admin=admin
+                name,
+                models=allowed,
+                balance=start,
+                credit_limit=limit,
+                admin=admin,
+                weight=1.0 if weight is None else weight,
+                priority=priority or 0,
+                limits=limits,
             )
             return raw
 
@@ -90,7 +121,51 @@ def _listed(key: ApiKey) -> dict[str, Any]:
     listed = vars(key).copy()
     listed["balance"] = None if key.balance is None else json_number(key.balance)
     listed["credit_limit"] = json_number(key.credit_limit)
+    limits = listed.pop("limits")
+    listed.update(vars(limits))
+    if limits.daily_spend is not None:
+        listed["daily_spend"] = json_number(limits.daily_spend)
     return listed
+
+
+@keys.command("update")
+def keys_update(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    rate: Rate = None,
+    max_waiting: MaxWaiting = None,
+    max_running: MaxRunning = None,
+    daily_spend: DailySpend = None,
+    weight: Weight = None,
+    priority: Priority = None,
+    clear_limits: Annotated[
+        bool, typer.Option("--clear-limits", help="Back to the server's default limits first")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a key's share and limits (those given; the others stay); prints the key as
+    `keys list` does. Running servers see the change within DARKROOM_KEY_CACHE_SECONDS."""
+    given = _limits(rate, max_waiting, max_running, daily_spend)
+
+    async def run() -> ApiKey | None:
+        async with migrated_app(config) as app:
+            found = await app.keys.find(key)
+            if found is None:
+                return None
+            base = NO_LIMITS if clear_limits else found.limits
+            changes = {name: value for name, value in vars(given).items() if value is not None}
+            limits = dataclasses.replace(base, **changes)
+            return await app.keys.set_limits(
+                key,
+                limits=limits,
+                weight=found.weight if weight is None else weight,
+                priority=found.priority if priority is None else priority,
+            )
+
+    updated = asyncio.run(run())
+    if updated is None:
+        typer.echo(f"error: no live key matches {key!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(_listed(updated)))
 
 
 # "-5" is an amount to refuse in words, not an unknown option.
