@@ -111,6 +111,7 @@ class App:
             lease_seconds=self.settings.lease_seconds,
             retention_seconds=self.settings.retention_seconds,
             sweep_seconds=self.settings.sweep_seconds,
+            record_retention_seconds=self.settings.record_retention_seconds,
         )
         self._maintaining = asyncio.create_task(self.maintenance.run(), name="maintenance")
 

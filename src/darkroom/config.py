@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     listen_poll_seconds: float = 5.0
 
     retention_hours: float = 48.0
+    # Task records are kept this long after their file expired (or after they failed), then
+    # deleted by the sweep (retention.py).
+    record_retention_days: float = Field(30.0, gt=0)
     sweep_seconds: float = 600.0
     storage: Literal["local", "s3"] = "local"
     # S3: credentials and region come from boto3's usual sources (AWS_ACCESS_KEY_ID,
@@ -145,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def retention_seconds(self) -> float:
         return self.retention_hours * 3600
+
+    @property
+    def record_retention_seconds(self) -> float:
+        return self.record_retention_days * 86400
 
     @cached_property
     def signing_secret(self) -> bytes:

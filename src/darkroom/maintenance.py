@@ -3,8 +3,8 @@ river elects the node that runs its rescuer and cleaner.
 
 - The rescue: tasks whose worker stopped heartbeating go back to the queue, or fail after
   their last attempt (TaskStore.requeue_expired), every third of a lease.
-- The retention sweep: result files past the retention period are deleted (retention.py),
-  every `sweep_seconds`.
+- The retention sweep: result files past the retention period are deleted, and task records
+  past theirs (retention.py), every `sweep_seconds`.
 
 Every API and worker process runs this service (App starts it); each tick it takes or renews
 the lead (db/leader.py) and only the leader does the work. The lead lasts one task lease, so a
@@ -42,11 +42,13 @@ class Maintenance:
         lease_seconds: float,
         retention_seconds: float,
         sweep_seconds: float,
+        record_retention_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
         self.lease = LeaderLease(store.db, SERVICE, owner, seconds=lease_seconds)
         self.retention_seconds = retention_seconds
+        self.record_retention_seconds = record_retention_seconds
         self.rescue_every = max(lease_seconds / 3, MIN_TICK_SECONDS)
         self.sweep_every = sweep_seconds
         self.leading = False
@@ -93,7 +95,9 @@ class Maintenance:
             await self.rescue()
         if now >= self._next_sweep:
             self._next_sweep = now + self.sweep_every
-            await sweep_once(self.store, self.storage, self.retention_seconds)
+            await sweep_once(
+                self.store, self.storage, self.retention_seconds, self.record_retention_seconds
+            )
 
     async def rescue(self) -> None:
         requeued, failed = await self.store.requeue_expired()

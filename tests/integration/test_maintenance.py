@@ -16,8 +16,10 @@ from darkroom.app import App
 from darkroom.config import Settings
 from darkroom.db import Database
 from darkroom.db.leader import LeaderLease
+from darkroom.keys import ApiKey, KeyStore
 from darkroom.maintenance import SERVICE
-from darkroom.tasks import TaskStatus
+from darkroom.retention import sweep_once
+from darkroom.tasks import Idempotency, Task, TaskStatus, TaskStore
 from tests.support.tasks import DATABASES, migrated_database, new_task
 
 LEASE_SECONDS = 1.0
@@ -106,3 +108,51 @@ async def test_the_leader_rescues_expired_leases_and_sweeps_expired_results(apps
         assert time.monotonic() < deadline, "not rescued and swept"
         await asyncio.sleep(0.1)
     assert node.maintenance is not None and node.maintenance.leading
+
+
+async def churn(store: TaskStore, key: ApiKey, count: int, start: int = 0) -> list[Task]:
+    """Tasks created with an idempotency key each and canceled at once."""
+    canceled = []
+    for index in range(start, start + count):
+        again = Idempotency(f"retry-{index}", "a" * 64)
+        task = await store.create(new_task(key, index), key, max_queue=1000, idempotency=again)
+        canceled.append(await store.cancel(task.id, key.id))
+    return canceled
+
+
+async def test_old_records_are_deleted_in_batches_with_their_idempotency_records(db):
+    store = TaskStore(db)
+    _, key = await KeyStore(db).create("churn")
+    canceled = await churn(store, key, 25)
+    waiting = await store.create(new_task(key, 100), key, max_queue=100)
+    later = time.time() + 1
+    assert [await store.delete_finished(later, limit=10) for _ in range(4)] == [10, 10, 5, 0]
+    assert [await store.get(t.id) for t in canceled] == [None] * 25
+    assert await store.get(waiting.id) is not None  # not finished: kept
+    # Their idempotency keys are free again: the same key with another body makes a task.
+    other = Idempotency("retry-0", "b" * 64)
+    again = await store.create(new_task(key, 200), key, max_queue=100, idempotency=other)
+    assert again.id not in {t.id for t in canceled}
+
+
+async def test_the_sweep_keeps_records_until_they_are_past_their_own_retention(db, tmp_path):
+    node = App.from_settings(Settings(data_dir=tmp_path, database_url=db.url))
+    store = TaskStore(db)
+    _, key = await node.keys.create("churn")
+    old = await churn(store, key, 5)
+    await asyncio.sleep(0.3)
+    recent = await churn(store, key, 2, start=10)
+    await store.create(new_task(key, 20), key, max_queue=100)
+    [running] = await store.claim("w", limit=1, lease_seconds=30)
+    await node.storage.put("exp1h/result.webp", b"RIFF", "image/webp")
+    assert await store.complete(running, "w", "exp1h/result.webp")
+    # Records are kept 0.2 s after their file expired (at once, here) or after they failed.
+    await sweep_once(store, node.storage, 0.0, record_retention_seconds=0.2)
+    assert [await store.get(t.id) for t in old] == [None] * 5
+    assert None not in [await store.get(t.id) for t in recent]
+    # The done task's file was purged by this sweep; its record goes at a later one.
+    assert (await store.get(running.id)).purged_at is not None
+    await asyncio.sleep(0.3)
+    await sweep_once(store, node.storage, 0.0, record_retention_seconds=0.2)
+    assert await store.get(running.id) is None
+    await node.close()

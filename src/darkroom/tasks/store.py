@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from darkroom.backoff import Backoff
-from darkroom.db import Connection, Database, tasks
+from darkroom.db import Connection, Database, idempotency, tasks
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, balance
 from darkroom.tasks import fair
@@ -337,6 +337,30 @@ class TaskStore:
         )
         async with self.db.read() as conn:
             return [Task.from_row(row) for row in (await conn.execute(query)).all()]
+
+    async def delete_finished(self, finished_before: float, limit: int = 1000) -> int:
+        """Deletes up to `limit` task records that ended before `finished_before` (a done one
+        only once its file is purged), and their idempotency records; how many went."""
+        gone = sa.or_(tasks.c.status == FAILED, tasks.c.purged_at.is_not(None))
+        old = (
+            sa.select(tasks.c.id)
+            .where(tasks.c.status.in_([DONE, FAILED]), gone, tasks.c.finished_at < finished_before)
+            .limit(limit)
+        )
+        async with self.db.write() as conn:
+            task_ids = list((await conn.execute(old)).scalars().all())
+            if task_ids:
+                await conn.execute(idempotency.delete().where(idempotency.c.task_id.in_(task_ids)))
+                await conn.execute(tasks.delete().where(tasks.c.id.in_(task_ids)))
+        return len(task_ids)
+
+    async def forget_idempotency(self, created_before: float) -> int:
+        """Deletes the idempotency records made before then (they answer for a day only)."""
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                idempotency.delete().where(idempotency.c.created_at < created_before)
+            )
+        return result.rowcount
 
     async def mark_purged(self, task_ids: Sequence[str]) -> None:
         async with self.db.write() as conn:
