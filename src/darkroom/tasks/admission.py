@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from darkroom.db import Database, idempotency, tasks
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, balance
 from darkroom.keys.limits import DAY_SECONDS
-from darkroom.money import ZERO
+from darkroom.money import ZERO, json_number
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 
 # How many creates one transaction takes at most: a group's statements hold the write lock,
@@ -203,8 +203,8 @@ class _Usage:
             if spent + cost > limits.daily_spend:
                 wait = (oldest + DAY_SECONDS - self.now) if oldest is not None else DAY_SECONDS
                 return KeyLimitReached(
-                    f"This key may spend {limits.daily_spend} a day and has spent {spent} in "
-                    "the last 24 hours.",
+                    f"This key may spend {json_number(limits.daily_spend)} a day and has spent "
+                    f"{json_number(spent)} in the last 24 hours.",
                     max(wait, 1.0),
                 )
         return None
