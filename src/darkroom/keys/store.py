@@ -6,6 +6,10 @@ to try) and keeps authentication to one indexed lookup per request.
 A key with a balance is metered: it may spend down to `-credit_limit` (keys/balance.py moves
 the balance as tasks are created and refunded); a key without one (None) is unmetered. Only an
 operator adds money (`topup`), and only to a metered key.
+
+Each key has a webhook secret (`whsec_...`) that signs its tasks' deliveries, made with the key
+and made anew by `rotate_webhook_secret`; it is not part of the `ApiKey` record, so that a
+listing never shows it. A key may name a default `callback_url` for tasks that give none.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sqlalchemy as sa
 
 from darkroom.db import Database, api_keys
 from darkroom.money import LIMIT, ZERO
+from darkroom.webhooks.signing import new_secret
 
 KEY_PREFIX = "dk_"
 
@@ -36,6 +41,8 @@ class ApiKey:
     """How far below zero the balance may go."""
     created_at: float
     revoked_at: float | None
+    callback_url: str | None = None
+    """Where its tasks' ends are posted when their create names no callback_url."""
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -55,6 +62,7 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         credit_limit=row.credit_limit,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        callback_url=row.callback_url,
     )
 
 
@@ -73,6 +81,7 @@ class KeyStore:
         models: list[str] | None = None,
         balance: Decimal | None = None,
         credit_limit: Decimal = ZERO,
+        callback_url: str | None = None,
     ) -> tuple[str, ApiKey]:
         """Returns the raw key (the only time it exists outside the client) and its record;
         without a balance the key is unmetered."""
@@ -88,6 +97,8 @@ class KeyStore:
                     balance=balance,
                     credit_limit=credit_limit,
                     created_at=time.time(),
+                    callback_url=callback_url,
+                    webhook_secret=new_secret(),
                 )
                 .returning(*api_keys.c)
             )
@@ -143,6 +154,22 @@ class KeyStore:
         if found.balance is None:
             raise TopUpRefused(f"key {ident!r} is unmetered: it has no balance to top up")
         raise TopUpRefused(f"a balance cannot reach {LIMIT:,} or more")
+
+    async def webhook_secret(self, key_id: int) -> str | None:
+        """The secret that signs this key's webhooks (None: no such key)."""
+        query = sa.select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def rotate_webhook_secret(self, ident: str) -> str | None:
+        """A new webhook secret for the live key (found as `revoke` finds it), in use from
+        now on; None when no live key matches."""
+        secret = new_secret()
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                api_keys.update().where(_live(ident)).values(webhook_secret=secret)
+            )
+        return secret if result.rowcount > 0 else None
 
     async def count(self) -> int:
         async with self.db.read() as conn:

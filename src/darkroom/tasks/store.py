@@ -9,7 +9,8 @@ still running". It sets the new state only where its fence still holds (and neve
 has already finished), clears the lease, and gives the key the task's cost back when the task
 failed, in the same transaction (keys/balance.py). The refund itself is guarded too: it marks
 the task refunded where it was not yet, and gives back only what that marked, so no path can
-refund a task twice.
+refund a task twice. A task that ends (done or failed, canceled too) with a callback URL gets
+its webhook delivery in the same transaction (webhooks/outbox.py), so no crash loses one.
 A canceled task is never put back in the queue, whichever way its worker lets go of it
 (tests/integration/test_store_conformance.py).
 """
@@ -29,6 +30,7 @@ from darkroom.db import Connection, Database, tasks
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import ApiKey, balance
 from darkroom.tasks.model import NewTask, Task, TaskStatus
+from darkroom.webhooks import outbox
 
 IDLE, PROCESSING, DONE, FAILED = (s.value for s in TaskStatus)
 LEASE_LOST_MESSAGE = (
@@ -315,11 +317,13 @@ async def _finish(conn: Connection, where: sa.ColumnElement[bool], state: State)
             tasks.update()
             .where(where, unfinished)
             .values(**state, lease_owner=None, lease_expires_at=None)
-            .returning(tasks.c.id)
+            .returning(tasks.c.id, tasks.c.key_id, tasks.c.callback_url)
         )
     ).all()
     if state["status"] == FAILED and rows:
         await _refund(conn, [row.id for row in rows])
+    if state["status"] in (DONE, FAILED):
+        await outbox.enqueue(conn, rows)
     return len(rows)
 
 
