@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.backends import Backend
 from tests.support.catalogs import CONFIGS
@@ -26,7 +26,7 @@ from tests.support.servers import Darkroom, wait_for_status
 QUICK = {
     "webhook_backoff_first_seconds": 0.4,
     "webhook_backoff_cap_seconds": 0.8,
-    "webhook_timeout_seconds": 1,
+    "webhook_timeout_seconds": 2,
     "webhook_poll_seconds": 0.1,
     "allow_private_urls": 1,  # the receiver is on loopback
 }
@@ -91,7 +91,7 @@ def test_a_500_then_a_timeout_then_success_makes_exactly_three_signed_attempts(
     try:
         key, secret = key_and_secret(darkroom)
         receiver.fail_next(500)
-        receiver.stall_next(3.0)  # past the one-second deadline
+        receiver.stall_next(6.0)  # past the two-second deadline
         with http(darkroom, key) as client:
             task = create(client, callback_url=receiver.url)
             ended = wait_for_status(client, task["id"])
@@ -115,10 +115,13 @@ def test_a_500_then_a_timeout_then_success_makes_exactly_three_signed_attempts(
     assert delivery["id"] == f"msg_{task['id']}" and delivery["next_attempt_at"] is None
 
 
-def test_a_canceled_task_is_posted_to_its_keys_default_callback(backend, tmp_path, receiver):
+def test_a_canceled_task_is_posted_to_its_keys_default_callback_with_its_new_secret(
+    backend, tmp_path, receiver
+):
     darkroom = installation(backend, tmp_path, "--workers", "0", **QUICK)
     try:
-        key, secret = key_and_secret(darkroom, "--callback-url", receiver.url)
+        key, first_secret = key_and_secret(darkroom, "--callback-url", receiver.url)
+        secret = darkroom.cli("keys", "webhook-secret", key).stdout.strip()
         with http(darkroom, key) as client:
             task = create(client)  # no callback_url of its own: the key's
             canceled = client.post("/v1/media/cancel", json={"task_id": task["id"]}).json()
@@ -127,8 +130,17 @@ def test_a_canceled_task_is_posted_to_its_keys_default_callback(backend, tmp_pat
             )
     finally:
         darkroom.stop()
+    assert secret.startswith("whsec_") and secret != first_secret
     (body,) = verified(secret, receiver.posts)
     assert body == canceled and body["status"] == "failed" and body["message"] == "canceled"
+    with pytest.raises(WebhookVerificationError):  # the old secret signs nothing any more
+        Webhook(first_secret).verify(receiver.posts[0].body.decode(), receiver.posts[0].headers)
+
+
+def test_keys_create_refuses_a_callback_url_that_cannot_be_posted_to(darkroom):
+    made = darkroom.cli("keys", "create", "--callback-url", "ftp://example.com", check=False)
+    assert made.returncode == 2 and made.stdout == ""
+    assert "--callback-url" in made.stderr and "http(s)" in made.stderr
 
 
 def test_a_sigkill_while_retrying_loses_nothing_and_sends_nothing_twice(

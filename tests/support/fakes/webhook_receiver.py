@@ -11,6 +11,11 @@ class WebhookReceiver(FakeServer):
     def answer(self, request: Request) -> Answer:
         return Answer(200, b"ok", {"Content-Type": "text/plain"})
 
+    def answer_next(self, answer: Answer) -> None:
+        """The next request is answered `answer` (a redirect, a huge body, ...)."""
+        with self._lock:
+            self._faults.append(answer)
+
     def error(self, status: int) -> dict[str, str]:
         return {"error": f"receiver answered {status}"}
 
