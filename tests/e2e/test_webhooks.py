@@ -146,10 +146,13 @@ def test_keys_create_refuses_a_callback_url_that_cannot_be_posted_to(darkroom):
 def test_a_sigkill_while_retrying_loses_nothing_and_sends_nothing_twice(
     backend, tmp_path, receiver
 ):
-    # A wait of 1.5 to 3 s after the 500, in which the node is killed.
+    # A wait of 1.5 to 3 s after the 500, in which the node is killed. No workers: a canceled
+    # task ends at once.
     darkroom = installation(
         backend,
         tmp_path,
+        "--workers",
+        "0",
         **{**QUICK, "webhook_backoff_first_seconds": 3, "webhook_backoff_cap_seconds": 3},
     )
     try:
@@ -157,13 +160,14 @@ def test_a_sigkill_while_retrying_loses_nothing_and_sends_nothing_twice(
         receiver.fail_next(500)
         with http(darkroom, key) as client:
             task = create(client, callback_url=receiver.url)
+            client.post("/v1/media/cancel", json={"task_id": task["id"]})
             eventually_delivery(client, task["id"], lambda d: d["attempts"], "the first attempt")
             (server,) = darkroom.processes
             server.send_signal(signal.SIGKILL)
             server.wait()
             darkroom.processes.clear()
             assert len(receiver.posts) == 1  # killed before the retry was due
-            darkroom.start_server()
+            darkroom.start_server("--workers", "0")
             delivery = eventually_delivery(
                 client, task["id"], lambda d: d["status"] == "delivered", "the retry"
             )
@@ -177,11 +181,14 @@ def test_a_sigkill_while_retrying_loses_nothing_and_sends_nothing_twice(
 def test_a_loopback_target_is_never_contacted_while_private_addresses_are_refused(
     backend, tmp_path, receiver
 ):
-    darkroom = installation(backend, tmp_path, **{**QUICK, "allow_private_urls": 0})
+    darkroom = installation(
+        backend, tmp_path, "--workers", "0", **{**QUICK, "allow_private_urls": 0}
+    )
     try:
         key, _ = key_and_secret(darkroom)
         with http(darkroom, key) as client:
             task = create(client, callback_url=receiver.url)
+            client.post("/v1/media/cancel", json={"task_id": task["id"]})
             delivery = eventually_delivery(
                 client, task["id"], lambda d: len(d["attempts"]) >= 2, "two refused attempts"
             )
