@@ -137,7 +137,7 @@ class App:
             cap=settings.webhook_backoff_cap_seconds,
             jitter=True,
         )
-        # Answers are read only to be dropped: a few kilobytes are enough to log none of them.
+        # A receiver's answer is not used: reading at most 64 KB of it keeps a huge one cheap.
         limits = FetchLimits(max_bytes=64 * 1024, timeout_seconds=settings.webhook_timeout_seconds)
         self.sender = Sender(
             Outbox(self.db),
