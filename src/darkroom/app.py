@@ -8,30 +8,35 @@ worker processes alike, and closes them in order. Open it as an async context ma
         ...
 
 Every API and worker process runs the maintenance service, which does its work only on the
-node elected to lead it (maintenance.py); `start_workers` starts it too, so a node of workers
-alone takes part. HTTP routes reach the App through one FastAPI dependency
-(`api.deps.CurrentApp`).
+node elected to lead it (maintenance.py), and the webhook sender (webhooks/sender.py), which
+shares the outbox with the other nodes' by leases; `start_maintenance` starts both and
+`start_workers` starts it too, so a node of workers alone takes part. HTTP routes reach the
+App through one FastAPI dependency (`api.deps.CurrentApp`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import structlog
 
+from darkroom.backoff import Backoff
 from darkroom.config import Settings, SettingsFile
 from darkroom.db import Database
 from darkroom.db.migrate import migrate
 from darkroom.engines import Catalog
-from darkroom.fetch import Fetcher
+from darkroom.fetch import Fetcher, FetchLimits
 from darkroom.keys import KeyStore
 from darkroom.keys.rate import RateLimiter
 from darkroom.maintenance import Maintenance
 from darkroom.safety import ContentPolicy
 from darkroom.storage import Storage, open_storage
 from darkroom.tasks import TaskStore
+from darkroom.webhooks.outbox import Outbox
+from darkroom.webhooks.sender import Schedule, Sender
 from darkroom.worker import EnginePool, Wakeup, Worker
 from darkroom.worker.loop import new_owner_name
 from darkroom.worker.wakeup import wakeup_for
@@ -55,8 +60,10 @@ class App:
     engines: EnginePool | None = None
     workers: list[Worker] = field(default_factory=list)
     maintenance: Maintenance | None = None
+    sender: Sender | None = None
     _running: list[asyncio.Task[None]] = field(default_factory=list)
     _maintaining: asyncio.Task[None] | None = None
+    _sending: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> App:
@@ -114,6 +121,7 @@ class App:
             record_retention_seconds=self.settings.record_retention_seconds,
         )
         self._maintaining = asyncio.create_task(self.maintenance.run(), name="maintenance")
+        self.start_sender()
 
     async def stop_maintenance(self) -> None:
         """Stops taking part, giving up the lead if this node held it."""
@@ -122,6 +130,39 @@ class App:
         self.maintenance.stop()
         await asyncio.gather(self._maintaining, return_exceptions=True)
         self.maintenance = self._maintaining = None
+
+    def start_sender(self) -> None:
+        """Starts posting due webhooks (once per process; later calls do nothing)."""
+        if self.sender is not None:
+            return
+        settings = self.settings
+        backoff = Backoff(
+            first=settings.webhook_backoff_first_seconds,
+            cap=settings.webhook_backoff_cap_seconds,
+            jitter=True,
+        )
+        # A receiver's answer is not used: reading at most 64 KB of it keeps a huge one cheap.
+        limits = FetchLimits(max_bytes=64 * 1024, timeout_seconds=settings.webhook_timeout_seconds)
+        self.sender = Sender(
+            Outbox(self.db),
+            self.store,
+            self.keys,
+            self.storage,
+            dataclasses.replace(self.fetcher, limits=limits),
+            Schedule(backoff, retry_seconds=settings.webhook_retry_hours * 3600),
+            owner=new_owner_name("webhooks"),
+            retention_seconds=settings.retention_seconds,
+            poll_seconds=settings.webhook_poll_seconds,
+        )
+        self._sending = asyncio.create_task(self.sender.run(), name="webhooks")
+
+    async def stop_sender(self) -> None:
+        """Stops claiming deliveries and lets the posts in hand finish."""
+        if self.sender is None or self._sending is None:
+            return
+        self.sender.stop()
+        await asyncio.gather(self._sending, return_exceptions=True)
+        self.sender = self._sending = None
 
     def start_workers(self, count: int, models: list[str] | None = None) -> None:
         if count <= 0:
@@ -159,5 +200,6 @@ class App:
     async def close(self) -> None:
         await self.stop_workers()
         await self.stop_maintenance()
+        await self.stop_sender()
         await self.wakeup.close()
         await self.db.dispose()

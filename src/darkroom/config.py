@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     public_docs: bool = True
     log_level: str = "info"
 
+    # Webhooks (docs/webhooks.md): each post's deadline; how long a delivery is tried (an
+    # attempt that fails this long after its task ended is the last); the wait after the first
+    # failed attempt, doubling (with jitter) up to the cap; how often senders look for work.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_retry_hours: float = Field(24.0, gt=0)
+    webhook_backoff_first_seconds: float = Field(5.0, gt=0)
+    webhook_backoff_cap_seconds: float = Field(3600.0, gt=0)
+    webhook_poll_seconds: float = Field(1.0, gt=0)
+
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

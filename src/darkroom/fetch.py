@@ -8,6 +8,8 @@ requests" rules.
   was checked, with the original host in the Host header and in TLS's SNI, so a DNS answer that
   changes between the check and the connection (rebinding) cannot reach a private address;
 - redirects are followed by hand, each hop checked like the first (or not followed at all);
+- `post` (webhooks) sends a body under the same address rule, never follows a redirect and
+  reads at most `max_bytes` of the answer;
 - the body is read in chunks and abandoned past `max_bytes`; the whole fetch has one deadline;
 - images are checked for their pixel count from the header, before any decoding.
 
@@ -52,6 +54,12 @@ class FetchLimits:
     max_pixels: int = 40_000_000  # about 6300 x 6300: past any reference image worth sending
     timeout_seconds: float = 30.0
     max_redirects: int = 5
+
+
+@dataclass(frozen=True)
+class Answered:
+    status_code: int
+    head: bytes  # the answer's body, up to the limit
 
 
 @dataclass(frozen=True)
@@ -169,17 +177,7 @@ class Fetcher:
         """One request: the body, or (None, Location) for a redirect. A client of its own per
         hop: pooled connections are keyed by address, and another host on the same address
         must not reuse a TLS connection made for this one."""
-        parts = urlsplit(url)
-        host = _host_for_message(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchFailed(f"{what} must be an http(s) URL; {host} is not.")
-        target, headers, extensions = url, {}, {}
-        if not self._trusted(url):
-            address = await self._public_address(parts.hostname, parts.port, what, host)
-            if address is not None:  # connect to the address checked, not to a new DNS answer
-                target = _with_host(url, address)
-                headers["Host"] = parts.netloc.rpartition("@")[2]
-                extensions["sni_hostname"] = parts.hostname
+        target, headers, extensions = await self._checked(url, what)
         async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as client:
             request = client.build_request("GET", target, headers=headers, extensions=extensions)
             try:
@@ -191,7 +189,67 @@ class Fetcher:
                 finally:
                     await response.aclose()
             except httpx.HTTPError:
-                raise FetchFailed(f"{what} at {host} could not be fetched: no answer.") from None
+                raise FetchFailed(
+                    f"{what} at {_host_for_message(url)} could not be fetched: no answer."
+                ) from None
+
+    async def _checked(self, url: str, what: str) -> tuple[str, dict[str, str], dict[str, str]]:
+        """Where to send a request for `url` once it passed the rules: (URL to connect to,
+        headers, extensions); raises FetchFailed."""
+        parts = urlsplit(url)
+        host = _host_for_message(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchFailed(f"{what} must be an http(s) URL; {host} is not.")
+        target, headers, extensions = url, {}, {}
+        if not self._trusted(url):
+            address = await self._public_address(parts.hostname, parts.port, what, host)
+            if address is not None:  # connect to the address checked, not to a new DNS answer
+                target = _with_host(url, address)
+                headers["Host"] = parts.netloc.rpartition("@")[2]
+                extensions["sni_hostname"] = parts.hostname
+        return target, headers, extensions
+
+    # -- posting (webhooks) -----------------------------------------------------------------------
+
+    async def post(
+        self, url: str, content: bytes, headers: dict[str, str], *, what: str = "the webhook"
+    ) -> Answered:
+        """POSTs `content` to `url` under the same rules, never following a redirect (a 3xx is
+        answered as it came), and reads at most `max_bytes` of the answer; raises FetchFailed
+        when the URL is refused, nothing answers or the deadline passes."""
+        host = _host_for_message(url)
+        try:
+            async with asyncio.timeout(self.limits.timeout_seconds):
+                return await self._post(url, content, headers, what)
+        except TimeoutError:
+            raise FetchFailed(f"{what} at {host} did not answer in time.") from None
+
+    async def _post(self, url: str, content: bytes, extra: dict[str, str], what: str) -> Answered:
+        target, headers, extensions = await self._checked(url, what)
+        async with httpx.AsyncClient(transport=self.transport, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST", target, content=content, headers={**extra, **headers}, extensions=extensions
+            )
+            try:
+                response = await client.send(request, stream=True)
+                try:
+                    return Answered(response.status_code, await self._head_of(response))
+                finally:
+                    await response.aclose()
+            except httpx.HTTPError:
+                raise FetchFailed(
+                    f"{what} at {_host_for_message(url)} could not be reached."
+                ) from None
+
+    async def _head_of(self, response: httpx.Response) -> bytes:
+        """At most `max_bytes` of the body: the rest is never read."""
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk[: self.limits.max_bytes - size])
+            size += len(chunks[-1])
+            if size >= self.limits.max_bytes:
+                break
+        return b"".join(chunks)
 
     async def _read(self, url: str, response: httpx.Response, what: str) -> Fetched:
         host = _host_for_message(url)

@@ -9,7 +9,17 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from darkroom import __version__
-from darkroom.api import balance, errors, files, generate, listing, media, openai, ops
+from darkroom.api import (
+    balance,
+    deliveries,
+    errors,
+    files,
+    generate,
+    listing,
+    media,
+    openai,
+    ops,
+)
 from darkroom.app import App
 from darkroom.config import Settings
 from darkroom.web import install as install_web
@@ -38,6 +48,7 @@ def create_app(settings: Settings | None = None, *, workers: int | None = None) 
     app.include_router(generate.router)
     app.include_router(listing.router)
     app.include_router(balance.router)
+    app.include_router(deliveries.router)
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(openai.router)  # its errors in OpenAI's shape: api/openai/errors.py

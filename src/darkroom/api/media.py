@@ -203,4 +203,5 @@ def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> Ne
         params=TaskParams(seed, body.negative_prompt or None, tuple(body.images or ())),
         max_attempts=app.settings.max_attempts,
         cost=spec.price,
+        callback_url=body.callback_url or key.callback_url,
     )

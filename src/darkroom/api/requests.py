@@ -42,6 +42,7 @@ from darkroom.engines.catalog import MAX_PROMPT
 from darkroom.errors import InvalidRequest
 from darkroom.fetch import Fetcher, FetchFailed
 from darkroom.ids import is_task_id
+from darkroom.webhooks.target import callback_problem
 
 # Checks the form of data: URLs at create (no fetching: the worker reads every image).
 DATA_URLS = Fetcher()
@@ -88,6 +89,9 @@ class CreateRequest(BaseModel):
     seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED, description="Extension: fixed seed")
     negative_prompt: StrictStr | None = Field(
         None, max_length=MAX_PROMPT, description="Extension: what to keep out of the image"
+    )
+    callback_url: StrictStr | None = Field(
+        None, description="Extension: an http(s) URL the task's end is posted to (webhooks)"
     )
     _aliased: set[str] = PrivateAttr(default_factory=set)
 
@@ -173,6 +177,7 @@ def _value_issues(data: Mapping[str, Any], choices: Choices) -> list[Issue]:
         *_prompt_issues(data.get("prompt"), choices.max_prompt_for(data.get("model"))),
         *_choice_issues(data, choices),
         *_image_issues(data),
+        *_callback_issues(data.get("callback_url")),
     ]
 
 
@@ -234,6 +239,13 @@ def _image_problem(url: str, field: str) -> str | None:
     if parsed.scheme in ("http", "https") and parsed.netloc:
         return None
     return f"{url[:100]!r} is not an http(s) URL or a data:image/...;base64, URL"
+
+
+def _callback_issues(url: Any) -> list[Issue]:
+    """A callback URL that could never be posted to (its address is judged when posting); an
+    empty one is taken as none, as an unset form field often arrives."""
+    problem = callback_problem(url) if isinstance(url, str) and url else None
+    return [custom(["callback_url"], problem)] if problem else []
 
 
 def _storable(text: str) -> bool:

@@ -1,9 +1,14 @@
-"""`darkroom keys`: create, list, top up and revoke API keys.
+"""`darkroom keys`: create, list, top up and revoke API keys, and give a key a new webhook
+secret.
 
 Amounts are read as exact decimals (money.py), never as floats, and a bad one is one line on
 stderr and exit 2, like any usage error. `--credits N`, from when a key counted tasks, is kept
 as a hidden, deprecated spelling of `--balance N`: a credit was one task, and the migration
-made credits N a balance of N."""
+made credits N a balance of N.
+
+A key's webhook secret (the `whsec_` secret its tasks' webhooks are signed with) is shown once:
+on stderr when the key is made (stdout stays the key alone, for scripts), and on stdout by
+`keys webhook-secret`, which replaces it."""
 
 from __future__ import annotations
 
@@ -18,8 +23,12 @@ import typer
 from darkroom.cli.common import ConfigOption, migrated_app
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, TopUpRefused
 from darkroom.money import AmountError, json_number, parse_amount
+from darkroom.webhooks.target import callback_problem
 
-keys = typer.Typer(help="Create, list, top up and revoke API keys.", no_args_is_help=True)
+keys = typer.Typer(
+    help="Create, list, top up and revoke API keys; rotate their webhook secrets.",
+    no_args_is_help=True,
+)
 
 
 def _amount(text: str, what: str, *, positive: bool = False) -> Decimal:
@@ -74,9 +83,14 @@ def keys_create(
     daily_spend: DailySpend = None,
     weight: Weight = None,
     priority: Priority = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="Where its tasks' ends are posted when a create names no callback_url"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a key and print it alone on stdout (it is never shown again)."""
+    """Create a key and print it alone on stdout (it is never shown again); its webhook
+    secret goes to stderr, once too."""
     limits = _limits(rate, max_waiting, max_running, daily_spend)
     if balance is not None and credits is not None:
         raise _usage_error("give --balance or its old name --credits, not both")
@@ -86,10 +100,12 @@ def keys_create(
     if start is None and limit:
         raise _usage_error("--credit-limit needs --balance: an unmetered key has no balance")
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    if callback_url is not None and (problem := callback_problem(callback_url)):
+        raise _usage_error(f"--callback-url: {problem.removeprefix('callback_url ')}")
 
-    async def run() -> str:
+    async def run() -> tuple[str, str | None]:
         async with migrated_app(config) as app:
-            raw, _ = await app.keys.create(
+            raw, key = await app.keys.create(
                 name,
                 models=allowed,
                 balance=start,
@@ -98,10 +114,13 @@ def keys_create(
                 weight=1.0 if weight is None else weight,
                 priority=priority or 0,
                 limits=limits,
+                callback_url=callback_url,
             )
-            return raw
+            return raw, await app.keys.webhook_secret(key.id)
 
-    typer.echo(asyncio.run(run()))
+    raw, secret = asyncio.run(run())
+    typer.echo(f"webhook secret: {secret}", err=True)
+    typer.echo(raw)
 
 
 @keys.command("list")
@@ -205,3 +224,21 @@ def keys_revoke(
         typer.echo(f"error: no live key matches {key!r}", err=True)
         raise typer.Exit(1)
     typer.echo("revoked", err=True)
+
+
+@keys.command("webhook-secret")
+def keys_webhook_secret(
+    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    config: ConfigOption = None,
+) -> None:
+    """Give a key a new webhook secret and print it (the old one signs nothing from now on)."""
+
+    async def run() -> str | None:
+        async with migrated_app(config) as app:
+            return await app.keys.rotate_webhook_secret(key)
+
+    secret = asyncio.run(run())
+    if secret is None:
+        typer.echo(f"error: no live key matches {key!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(secret)

@@ -1,6 +1,8 @@
 """The tables. The task table is also the queue: its status and lease columns are what
 workers claim on, so the indexes below follow the claim and sweep queries. The leaders table
-holds one row per elected service (db/leader.py).
+holds one row per elected service (db/leader.py). The webhook tables are the outbox of task
+ends (webhooks/outbox.py): a delivery row is written in the transaction that ends its task, and
+each try at sending it adds an attempt row.
 
 Amounts of money are `Money`: NUMERIC on PostgreSQL; on SQLite, which has no exact decimal
 type and would do its arithmetic in binary floats, a whole number of micro-units. Either way
@@ -71,6 +73,10 @@ api_keys = sa.Table(
     sa.Column("max_waiting", sa.Integer, nullable=True),
     sa.Column("max_running", sa.Integer, nullable=True),
     sa.Column("daily_spend", Money, nullable=True),
+    # Webhooks: the URL a task's end is posted to when its create names none, and the
+    # `whsec_` secret that signs them (kept as is: signing needs it).
+    sa.Column("callback_url", sa.Text, nullable=True),
+    sa.Column("webhook_secret", sa.String(100), nullable=True),
 )
 
 # A token bucket per rate-limited key (keys/rate.py), shared by every API node.
@@ -115,6 +121,8 @@ tasks = sa.Table(
     # failed or was canceled): refunded once, where refunded_at is still NULL.
     sa.Column("cost", Money, nullable=False, server_default="0"),
     sa.Column("refunded_at", sa.Float, nullable=True),
+    # Where the task's end is posted (its create's callback_url, or its key's default).
+    sa.Column("callback_url", sa.Text, nullable=True),
     sa.Index("ix_tasks_queue", "status", "enqueued_at"),
     sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),
@@ -145,4 +153,35 @@ leaders = sa.Table(
     sa.Column("owner", sa.String(200), nullable=True),
     # Unix seconds until which the owner leads; 0: nobody does.
     sa.Column("expires_at", sa.Float, nullable=False, server_default="0"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # One delivery per task: a task ends once (the fence in tasks/store.py's `_finish`).
+    sa.Column("task_id", sa.String(24), primary_key=True),
+    sa.Column("key_id", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    # pending (to send, or being sent), delivered, failed (given up)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # When it may be tried next; while a sender holds it, when that sender's lease runs out.
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(24), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempted_at", sa.Float, nullable=False),
+    # None: no answer (refused, unreachable, timed out): `error` says which.
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
 )

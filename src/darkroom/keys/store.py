@@ -6,6 +6,10 @@ to try) and keeps authentication to one indexed lookup per request.
 A key with a balance is metered: it may spend down to `-credit_limit` (keys/balance.py moves
 the balance as tasks are created and refunded); a key without one (None) is unmetered. Only an
 operator adds money (`topup`), and only to a metered key.
+
+Each key has a webhook secret (`whsec_...`) that signs its tasks' deliveries, made with the key
+and made anew by `rotate_webhook_secret`; it is not part of the `ApiKey` record, so that a
+listing never shows it. A key may name a default `callback_url` for tasks that give none.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from darkroom.db.schema import Money
 from darkroom.keys.cache import KeyCache
 from darkroom.keys.limits import NO_LIMITS, Limits
 from darkroom.money import LIMIT, ZERO
+from darkroom.webhooks.signing import new_secret
 
 KEY_PREFIX = "dk_"
 # Built once: the statement every authenticated request runs (on a cache miss).
@@ -51,6 +56,8 @@ class ApiKey:
     """Keys of a higher priority are served before any of a lower one."""
     limits: Limits = NO_LIMITS
     """Its own limits; those unset are the server's defaults (keys/limits.py)."""
+    callback_url: str | None = None
+    """Where its tasks' ends are posted when their create names no callback_url."""
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -74,6 +81,7 @@ def _row_to_key(row: sa.Row) -> ApiKey:
         weight=row.weight,
         priority=row.priority,
         limits=Limits(row.rate, row.max_waiting, row.max_running, row.daily_spend),
+        callback_url=row.callback_url,
     )
 
 
@@ -105,6 +113,7 @@ class KeyStore:
         weight: float = 1.0,
         priority: int = 0,
         limits: Limits = NO_LIMITS,
+        callback_url: str | None = None,
     ) -> tuple[str, ApiKey]:
         """Returns the raw key (the only time it exists outside the client) and its record;
         without a balance the key is unmetered."""
@@ -124,6 +133,8 @@ class KeyStore:
                     **_limit_columns(limits),
                     created_at=time.time(),
                     admin=admin,
+                    callback_url=callback_url,
+                    webhook_secret=new_secret(),
                 )
                 .returning(*api_keys.c)
             )
@@ -238,6 +249,22 @@ class KeyStore:
             for key_id, model, count, amount in (await conn.execute(query)).all():
                 spend.setdefault(key_id, {})[model] = (count, amount or ZERO)
         return spend
+
+    async def webhook_secret(self, key_id: int) -> str | None:
+        """The secret that signs this key's webhooks (None: no such key)."""
+        query = sa.select(api_keys.c.webhook_secret).where(api_keys.c.id == key_id)
+        async with self.db.read() as conn:
+            return (await conn.execute(query)).scalar_one_or_none()
+
+    async def rotate_webhook_secret(self, ident: str) -> str | None:
+        """A new webhook secret for the live key (found as `revoke` finds it), in use from
+        now on; None when no live key matches."""
+        secret = new_secret()
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                api_keys.update().where(_live(ident)).values(webhook_secret=secret)
+            )
+        return secret if result.rowcount > 0 else None
 
     async def count(self) -> int:
         async with self.db.read() as conn:

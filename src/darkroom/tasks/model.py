@@ -78,6 +78,8 @@ class NewTask:
     max_attempts: int
     cost: Decimal = ZERO
     """The model's price: what creating the task charges its key."""
+    callback_url: str | None = None
+    """Where its end is posted (webhooks/), if anywhere."""
 
     @classmethod
     def build(
@@ -92,6 +94,7 @@ class NewTask:
         ar: str | None = None,
         enqueued_at: float | None = None,
         cost: Decimal = ZERO,
+        callback_url: str | None = None,
     ) -> NewTask:
         """A task enqueued now (or at `enqueued_at`), with a fresh id stamped with that time."""
         now = time.time() if enqueued_at is None else enqueued_at
@@ -111,6 +114,7 @@ class NewTask:
             enqueued_at=now,
             max_attempts=max_attempts,
             cost=cost,
+            callback_url=callback_url,
         )
 
     def row(self) -> dict[str, Any]:
@@ -146,6 +150,7 @@ class Task:
     purged_at: float | None = None
     cost: Decimal = ZERO
     refunded_at: float | None = None
+    callback_url: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:

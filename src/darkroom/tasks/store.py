@@ -9,7 +9,8 @@ still running". It sets the new state only where its fence still holds (and neve
 has already finished), clears the lease, and gives the key the task's cost back when the task
 failed, in the same transaction (keys/balance.py). The refund itself is guarded too: it marks
 the task refunded where it was not yet, and gives back only what that marked, so no path can
-refund a task twice.
+refund a task twice. A task that ends (done or failed, canceled too) with a callback URL gets
+its webhook delivery in the same transaction (webhooks/outbox.py), so no crash loses one.
 A canceled task is never put back in the queue, whichever way its worker lets go of it
 (tests/integration/test_store_conformance.py).
 """
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from darkroom.backoff import Backoff
 from darkroom.db import Connection, Database, idempotency, tasks
+from darkroom.db.schema import webhook_attempts, webhook_deliveries
 from darkroom.errors import CANCELED_MESSAGE
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, balance
 from darkroom.tasks import fair
@@ -39,6 +41,7 @@ from darkroom.tasks.admission import (
 )
 from darkroom.tasks.model import NewTask, Task, TaskStatus
 from darkroom.tasks.positions import QueuePositions
+from darkroom.webhooks import outbox
 
 __all__ = [
     "Idempotency",
@@ -340,7 +343,8 @@ class TaskStore:
 
     async def delete_finished(self, finished_before: float, limit: int = 1000) -> int:
         """Deletes up to `limit` task records that ended before `finished_before` (a done one
-        only once its file is purged), and their idempotency records; how many went."""
+        only once its file is purged), with their idempotency records and webhook deliveries;
+        how many went."""
         gone = sa.or_(tasks.c.status == FAILED, tasks.c.purged_at.is_not(None))
         old = (
             sa.select(tasks.c.id)
@@ -350,7 +354,8 @@ class TaskStore:
         async with self.db.write() as conn:
             task_ids = list((await conn.execute(old)).scalars().all())
             if task_ids:
-                await conn.execute(idempotency.delete().where(idempotency.c.task_id.in_(task_ids)))
+                for table in (idempotency, webhook_attempts, webhook_deliveries):
+                    await conn.execute(table.delete().where(table.c.task_id.in_(task_ids)))
                 await conn.execute(tasks.delete().where(tasks.c.id.in_(task_ids)))
         return len(task_ids)
 
@@ -379,11 +384,13 @@ async def _finish(conn: Connection, where: sa.ColumnElement[bool], state: State)
             tasks.update()
             .where(where, unfinished)
             .values(**state, lease_owner=None, lease_expires_at=None)
-            .returning(tasks.c.id)
+            .returning(tasks.c.id, tasks.c.key_id, tasks.c.callback_url)
         )
     ).all()
     if state["status"] == FAILED and rows:
         await _refund(conn, [row.id for row in rows])
+    if state["status"] in (DONE, FAILED):
+        await outbox.enqueue(conn, rows)
     return len(rows)
 
 
