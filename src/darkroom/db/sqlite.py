@@ -149,7 +149,9 @@ class SQLiteLookups:
         if self._conn is None:
             self._conn = self._engine.connect()
         try:
-            return _execute(self._conn, statement, parameters, execution_options)
+            # Not frozen as the threads' results are: the caller reads its row or two before
+            # its next await, on this same thread, so the live cursor is safe and cheaper.
+            return self._conn.execute(statement, parameters, execution_options=execution_options)
         except BaseException:
             self.close()  # a connection in doubt is not used again
             raise
