@@ -108,6 +108,7 @@ class App:
             lease_seconds=self.settings.lease_seconds,
             retention_seconds=self.settings.retention_seconds,
             sweep_seconds=self.settings.sweep_seconds,
+            on_requeued=self.wakeup.notify,
         )
         self._maintaining = asyncio.create_task(self.maintenance.run(), name="maintenance")
 
