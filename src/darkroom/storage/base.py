@@ -29,6 +29,9 @@ class Storage(Protocol):
         ...
 
 
-def result_key(task_id: str, retention_hours: float) -> str:
-    """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do."""
-    return f"exp{retention_hours:g}h/{task_id}_result.webp"
+def result_key(task_id: str, retention_hours: float, attempt: int = 1) -> str:
+    """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do.
+    Later attempts get `<id>_<attempt>_result.webp`, so that two attempts of one task (one
+    whose worker lost its lease and one that took over) never write the same object."""
+    name = task_id if attempt <= 1 else f"{task_id}_{attempt}"
+    return f"exp{retention_hours:g}h/{name}_result.webp"

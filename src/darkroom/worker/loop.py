@@ -257,7 +257,14 @@ class Worker:
                 metrics.TASKS_FAILED.labels(task.model).inc()
             log.info("task failed", task_id=task.id, message=outcome.message)
         else:
-            await self._store_and_complete(task, outcome)
+            try:
+                await self._store_and_complete(task, outcome)
+            except Exception as exc:
+                # The storage failed (S3 away, a full disk): the task goes back to the queue
+                # with its retry delay, which grows, rather than waiting out its lease and
+                # being rerun at once until its attempts are spent while the storage is down.
+                log.exception("storing the result failed", task_id=task.id)
+                await self._retry(task, exc)
         self.wakeup.finished(task.id)  # a generate call waiting for this task reads it again
 
     async def _retry(self, task: Task, error: Exception) -> None:
@@ -269,13 +276,17 @@ class Worker:
 
     async def _store_and_complete(self, task: Task, image: Image.Image) -> None:
         data = await asyncio.to_thread(encode_webp, image)
-        key = result_key(task.id, self.retention_hours)
+        # A key of this attempt's own: a worker that lost its lease (paused past it, say)
+        # stores beside the attempt that took over, never over its result.
+        key = result_key(task.id, self.retention_hours, task.attempt)
         await self.storage.put(key, data, "image/webp")
         if await self.store.complete(task, self.owner, key):
             metrics.TASKS_FINISHED.labels(task.model).inc()
             log.info("task done", task_id=task.id, key=key)
         else:
             log.warning("lease lost before completion; result discarded", task_id=task.id)
+            with contextlib.suppress(Exception):  # no row names it; the lifecycle rule gets it
+                await self.storage.delete([key])
 
     @contextlib.asynccontextmanager
     async def _heartbeat(self, task_ids: list[str], monitor: BatchMonitor) -> AsyncIterator[None]:
