@@ -62,6 +62,7 @@ class DiffusersEngine(Engine):
         self.spec = spec
         self.options = options
         self.source = source
+        self.variant: str | None = None  # a weights variant to load ("fp16"), where one is had
         self.dtype_name = options.dtype
         self.device_name = options.device
         self._steps = options.steps
@@ -91,7 +92,10 @@ class DiffusersEngine(Engine):
         with warnings.catch_warnings():
             # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            pipeline = AutoPipelineForText2Image.from_pretrained(self.source, torch_dtype=dtype)
+            variant = {"variant": self.variant} if self.variant else {}
+            pipeline = AutoPipelineForText2Image.from_pretrained(
+                self.source, torch_dtype=dtype, **variant
+            )
         pipeline.to(self.device)
         pipeline.set_progress_bar_config(disable=True)
         self._tune(pipeline)
