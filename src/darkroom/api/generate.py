@@ -27,8 +27,8 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections.abc import Coroutine
-from typing import Any, Literal
+from collections.abc import Awaitable
+from typing import Any, Literal, TypeVar
 
 import structlog
 from fastapi import APIRouter, Request
@@ -48,6 +48,7 @@ from darkroom.tasks import Task, TaskStatus
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 log = structlog.get_logger("darkroom.api")
+T = TypeVar("T")
 
 SIZES = ["1K", "2K", "4K"]
 RESPONSE_FORMATS = ["url", "b64_json"]
@@ -88,9 +89,8 @@ async def generate(request: Request, app: CurrentApp, key: AuthorizedKey) -> Gen
     data = await read_json_body(request, app.settings.max_body_bytes)
     body, response_format = parse_generate(data, _choices(app, key))
     task = await accept_task(app, key, body, requested_idempotency(request, body))
-    task = await _unless_client_leaves(
-        request, task, wait_for_end(app, task, app.settings.generate_timeout_seconds)
-    )
+    waiting = wait_for_end(app, task, app.settings.generate_timeout_seconds)
+    task = await unless_client_leaves(request, waiting, what="generate", task_ids=[task.id])
     return await _answer(app, task, response_format)
 
 
@@ -139,10 +139,8 @@ async def wait_for_end(app: App, task: Task, timeout: float) -> Task:
     return task
 
 
-async def _unless_client_leaves(
-    request: Request, task: Task, waiting: Coroutine[Any, Any, Task]
-) -> Task:
-    """The wait's result; if the client disconnects first, the wait stops (the task runs on,
+async def unless_client_leaves(request: Request, waiting: Awaitable[T], *, what: str) -> T:
+    """The wait's result; if the client disconnects first, the wait stops (the tasks run on,
     for /result) and the request ends without an answer."""
     wait = asyncio.ensure_future(waiting)
     gone = asyncio.ensure_future(_disconnected(request))
@@ -152,7 +150,7 @@ async def _unless_client_leaves(
         for pending in (wait, gone):
             pending.cancel()
     if not wait.done() or wait.cancelled():
-        log.info("generate client left; the task goes on", task_id=task.id)
+        log.info(f"{what} client left; its tasks go on", task_ids=task_ids)
         raise ClientDisconnect()
     return wait.result()
 

@@ -72,14 +72,22 @@ async def accept_task(
     """Checks a parsed create body against the model, the key and the content policy, and
     queues its task (durable when this returns): the one way in for create and generate. With
     an idempotency key already used for the same body, the task that create queued."""
-    settings = app.settings
     spec = _model_for(app, key, body.model)
     _check_inputs(spec, body)
     _check_content(app, body)
-    new = _new_task(app, key, spec, body)
+    task = await queue_task(app, key, _new_task(app, key, spec, body), idempotency)
+    app.wakeup.notify()
+    return task
+
+
+async def queue_task(
+    app: App, key: ApiKey, new: NewTask, idempotency: Idempotency | None = None
+) -> Task:
+    """Queues a checked task (durable when this returns), answering the store's refusals
+    with their codes: the step that create, generate and the OpenAI front share."""
     try:
         task = await app.store.create(
-            new, key, max_queue=settings.max_queue, idempotency=idempotency
+            new, key, max_queue=app.settings.max_queue, idempotency=idempotency
         )
     except IdempotencyMismatch as exc:
         message = "this key was used with another request body in the last 24 hours"
@@ -92,10 +100,9 @@ async def accept_task(
         ) from exc
     except InsufficientFunds as exc:
         raise InsufficientBalance(
-            "This key's balance cannot pay for this model's price; ask the operator to top it up."
+            f"This key's balance cannot pay for {new.model}'s price; ask the operator to top it up."
         ) from exc
     metrics.TASKS_CREATED.labels(task.model).inc()
-    app.wakeup.notify()
     return task
 
 

@@ -12,25 +12,21 @@ queued, whose cost comes back: an OpenAI request is all or nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import structlog
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
-from darkroom import metrics
-from darkroom.api.generate import ENDED, _disconnected, wait_for_end
-from darkroom.api.media import _check_content, _check_inputs, _new_task
+from darkroom.api.generate import ENDED, unless_client_leaves, wait_for_end
+from darkroom.api.media import _check_content, _check_inputs, _new_task, queue_task
 from darkroom.api.openai.errors import OpenAIError
 from darkroom.api.requests import CreateRequest
 from darkroom.app import App
 from darkroom.engines import ModelSpec
-from darkroom.errors import ApiError, InsufficientBalance, Overloaded
+from darkroom.errors import ApiError
 from darkroom.keys import ApiKey
-from darkroom.tasks import InsufficientFunds, KeyLimitReached, QueueFull, Task
+from darkroom.tasks import Task
 
 log = structlog.get_logger("darkroom.api")
-T = TypeVar("T")
 
 
 async def accept_tasks(
@@ -51,21 +47,7 @@ async def accept_tasks(
 
 
 async def _queue(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> Task:
-    new = _new_task(app, key, spec, body)
-    try:
-        task = await app.store.create(new, key, max_queue=app.settings.max_queue)
-    except KeyLimitReached as exc:
-        raise Overloaded(exc.message, retry_after=exc.retry_after) from exc
-    except QueueFull as exc:
-        raise Overloaded(
-            f"{exc.args[0]} tasks are waiting in the queue; try again in a minute."
-        ) from exc
-    except InsufficientFunds as exc:
-        raise InsufficientBalance(
-            f"This key's balance cannot pay for {spec.id}'s price; ask the operator to top it up."
-        ) from exc
-    metrics.TASKS_CREATED.labels(task.model).inc()
-    return task
+    return await queue_task(app, key, _new_task(app, key, spec, body))
 
 
 async def _withdraw(app: App, key: ApiKey, queued: list[Task]) -> None:
@@ -81,7 +63,9 @@ async def wait_for_all(request: Request, app: App, tasks: list[Task]) -> list[Ta
     comes first (they go on, and /v1/media/result answers them)."""
     timeout = app.settings.generate_timeout_seconds
     waits = asyncio.gather(*(wait_for_end(app, task, timeout) for task in tasks))
-    ended = await _unless_client_leaves(request, waits)
+    ended = await unless_client_leaves(
+        request, waits, what="images", task_ids=[t.id for t in tasks]
+    )
     running = [task.id for task in ended if task.status not in ENDED]
     if running:
         raise OpenAIError(
@@ -93,19 +77,3 @@ async def wait_for_all(request: Request, app: App, tasks: list[Task]) -> list[Ta
             retry=False,  # a retry would queue and charge the same images again
         )
     return ended
-
-
-async def _unless_client_leaves(request: Request, waiting: Coroutine[Any, Any, T]) -> T:
-    """The wait's result; if the client disconnects first, the wait stops (the tasks run on)
-    and the request ends without an answer."""
-    wait = asyncio.ensure_future(waiting)
-    gone = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({wait, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (wait, gone):
-            pending.cancel()
-    if not wait.done() or wait.cancelled():
-        log.info("images client left; the tasks go on")
-        raise ClientDisconnect()
-    return wait.result()
