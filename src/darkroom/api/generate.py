@@ -139,7 +139,9 @@ async def wait_for_end(app: App, task: Task, timeout: float) -> Task:
     return task
 
 
-async def unless_client_leaves(request: Request, waiting: Awaitable[T], *, what: str) -> T:
+async def unless_client_leaves(
+    request: Request, waiting: Awaitable[T], *, what: str, task_ids: list[str]
+) -> T:
     """The wait's result; if the client disconnects first, the wait stops (the tasks run on,
     for /result) and the request ends without an answer."""
     wait = asyncio.ensure_future(waiting)
