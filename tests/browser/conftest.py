@@ -21,7 +21,10 @@ from tests.support.catalogs import CONFIGS
 from tests.support.servers import Darkroom, running
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: Playwright's sync API runs its own event loop on the main
+# thread while it is open, and every later test that calls asyncio.run (or is async) would
+# fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     executable = shutil.which("chromium")
     if executable is None:
@@ -32,7 +35,7 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Darkroom]:
     data_dir = tmp_path_factory.mktemp("web-server")
     with running(data_dir, CONFIGS / "test.toml") as server:
