@@ -31,7 +31,7 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -98,18 +98,22 @@ class SQLiteDatabase:
         self.engine.dispose()
 
 
-class SQLiteReads:
+class _Autocommit:
+    """`async with` for reads in SQLite's autocommit mode: nothing to begin, nothing to end."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+class SQLiteReads(_Autocommit):
     """What `Database.read()` yields on SQLite: each statement is one hop to a read thread,
     on that thread's connection, in SQLite's autocommit mode (no BEGIN, nothing to end)."""
 
     def __init__(self, threads: _Threads) -> None:
         self._threads = threads
-
-    async def __aenter__(self) -> SQLiteReads:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
 
     async def execute(
         self,
@@ -124,7 +128,7 @@ class SQLiteReads:
         return await self._threads.run(fn, *args, **kwargs)
 
 
-class SQLiteLookups:
+class SQLiteLookups(_Autocommit):
     """What `Database.lookup()` yields on SQLite: each statement runs at once on the caller's
     thread (the event loop), on one connection kept for it, in autocommit mode. Only for reads
     of a few rows by a unique index (see the module's docstring)."""
@@ -133,12 +137,6 @@ class SQLiteLookups:
         self._engine = engine
         self._conn: Connection | None = None
         self._prepared: dict[sa.Select[Any], _PreparedLookup] = {}
-
-    async def __aenter__(self) -> SQLiteLookups:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
 
     async def execute(
         self,
