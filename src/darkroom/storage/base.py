@@ -29,6 +29,19 @@ class Storage(Protocol):
         ...
 
 
-def result_key(task_id: str, retention_hours: float) -> str:
-    """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do."""
-    return f"exp{retention_hours:g}h/{task_id}_result.webp"
+# A result's container by its extension: what a link to it is served as.
+CONTENT_TYPES = {"webp": "image/webp", "mp4": "video/mp4", "mp3": "audio/mpeg"}
+
+
+def result_key(
+    task_id: str, retention_hours: float, extension: str = "webp", index: int = 0
+) -> str:
+    """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do.
+    A task's later files (an audio model's second track, ...) are `<id>_result_2.mp3`, ..."""
+    suffix = f"_{index + 1}" if index else ""
+    return f"exp{retention_hours:g}h/{task_id}_result{suffix}.{extension}"
+
+
+def content_type_of(key: str) -> str:
+    """The content type a stored result is served with, from its key's extension."""
+    return CONTENT_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
