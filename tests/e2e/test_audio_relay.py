@@ -11,6 +11,7 @@ import io
 import av
 import httpx
 
+from darkroom.client import Client
 from tests.support.fakes.media_api import API_KEY, FakeMediaAPI
 from tests.support.fakes.serving import client_for, serving
 from tests.support.servers import wait_for_status
@@ -61,3 +62,22 @@ def test_an_audio_task_answers_its_tracks_each_restored_with_its_own_link(tmp_pa
             assert abs(seconds_of(response.content) - track["duration"]) < 0.1
             durations.append(track["duration"])
         assert durations[0] < durations[1]  # read from each file: 2 s and 3 s upstream
+
+
+def test_generate_and_the_client_answer_and_save_every_track(tmp_path) -> None:
+    with (
+        FakeMediaAPI(polls_before_done=0, kinds={"suno-v4": "audio"}) as fake,
+        serving(tmp_path / "front", catalog(fake.base_url), {KEY_ENV: API_KEY}) as front,
+    ):
+        key = front.create_key()
+        with Client(front.base_url, key) as client:
+            answer = client.request(
+                "POST", "/v1/media/generate", json={"model": "suno", "prompt": "a reel"}
+            )
+            task = client.result(answer["id"])
+            saved = client.save(task, tmp_path / "song")
+        assert answer["status"] == "done" and answer["result"] == answer["url"]
+        assert answer["url"] == task.tracks[0].audio_url  # the first track's link
+        assert [len(t.title) > 0 for t in task.tracks] == [True, True]
+        assert saved == [tmp_path / "song.mp3", tmp_path / "song_2.mp3"]
+        assert [round(seconds_of(p.read_bytes())) for p in saved] == [2, 3]
