@@ -29,7 +29,7 @@ from darkroom.backoff import Backoff
 from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
 from darkroom.engines.upstream.calls import UpstreamFailure, scrub
-from darkroom.engines.upstream.options import MIN_POLL_SECONDS, RelayOptions
+from darkroom.engines.upstream.options import MIN_POLL_SECONDS, GoogleOptions, RelayOptions
 from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
@@ -47,7 +47,7 @@ class PollTiming:
     attempts: int = 4  # polls in a row that may fail before the task does
 
     @classmethod
-    def from_options(cls, options: RelayOptions) -> PollTiming:
+    def from_options(cls, options: RelayOptions | GoogleOptions) -> PollTiming:
         first = max(MIN_POLL_SECONDS, options.poll_seconds)
         return cls(
             poll_seconds=first,
