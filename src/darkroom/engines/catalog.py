@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from darkroom.engines.local.options import DiffusersOptions, TinyOptions
+from darkroom.engines.local.options import DiffusersOptions, MusicgenOptions, TinyOptions
 from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
@@ -64,6 +64,9 @@ BUILT_IN_ENGINES = {
         "darkroom.engines.local.pipeline:open_engine",
         DiffusersOptions,
         {"max_batch": 4, "batch_wait_ms": 75},
+    ),
+    "musicgen": BuiltInEngine(
+        "darkroom.engines.local.audio:open_engine", MusicgenOptions, {"kind": "audio"}
     ),
     "google": BuiltInEngine("darkroom.engines.upstream.google_images:open_engine", GoogleOptions),
     "openai": BuiltInEngine("darkroom.engines.upstream.openai_images:open_engine", OpenAIOptions),

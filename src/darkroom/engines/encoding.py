@@ -1,5 +1,6 @@
 """A job's media as the files that are stored: WebP for an image, MP4 (H.264, yuv420p, which
-every browser and player decodes) for a clip, MP3 for each track, with the duration of clips
+every browser and player decodes) for a clip, MP3 for each track (a local audio engine encodes
+its waveforms with `encode_mp3`), with the duration of clips
 and tracks read from the encoded file. Blocking (PyAV and Pillow): the worker runs it in a
 thread, never on the event loop. PyAV is imported only when a clip or a track is stored, so
 image-only workers do not need it."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from PIL import Image
 
@@ -17,6 +19,7 @@ from darkroom.images import encode_webp
 
 # x264's constant rate factor: 18 to 23 look alike to most eyes; 20 keeps clips small.
 H264_CRF = 20
+MP3_FRAME = 1152  # samples in one MP3 frame
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,29 @@ def encode_mp4(clip: Clip) -> bytes:
             frame = av.VideoFrame.from_image(_sized(image.convert("RGB"), width, height))
             container.mux(stream.encode(frame))
         container.mux(stream.encode())  # flush the encoder's delayed frames
+    return buffer.getvalue()
+
+
+def encode_mp3(samples: Any, sampling_rate: int) -> bytes:
+    """Float samples in [-1, 1], shaped (channels, samples), as an MP3 (LAME)."""
+    import av
+    import numpy as np
+
+    audio = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    audio = audio.reshape(1, -1) if audio.ndim == 1 else audio[:2]
+    layout = "mono" if audio.shape[0] == 1 else "stereo"
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=sampling_rate)
+        stream.layout = layout
+        for start in range(0, audio.shape[1], MP3_FRAME):
+            chunk = np.ascontiguousarray(audio[:, start : start + MP3_FRAME])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate = sampling_rate
+            frame.pts = start
+            frame.time_base = Fraction(1, sampling_rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
     return buffer.getvalue()
 
 
