@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:
 #   make serve   set up .venv, migrate, create a first key, serve the demo on 127.0.0.1:8000
+#                (its first task downloads SD-Turbo, 2.6 GB, once; offline: random weights)
 #   make test    set up .venv and the test services, run the whole suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,6 +12,11 @@ TORCH ?= torch==2.13.0
 .PHONY: serve test test-unit lint bench-api bench-queue bench-engine clean
 
 serve: $(VENV)/.serve-installed
+	@echo "Serving the demo catalog (config/demo.toml) on http://127.0.0.1:8000/."
+	@echo "google-imagen-3 draws with SD-Turbo from the Hugging Face hub: the first task downloads it"
+	@echo "(about 2.6 GB, once, into ~/.cache/huggingface; a few minutes on a home connection, progress"
+	@echo "below), later starts use the cache. Offline it falls back within seconds to random weights"
+	@echo "(noise of the right size) and says so. DARKROOM_DEMO_MODEL=tiny skips the download."
 	$(BIN)/darkroom serve --config config/demo.toml --first-key
 
 test: $(VENV)/.test-installed

@@ -119,6 +119,7 @@ class App:
             retention_seconds=self.settings.retention_seconds,
             sweep_seconds=self.settings.sweep_seconds,
             record_retention_seconds=self.settings.record_retention_seconds,
+            on_requeued=self.wakeup.notify,
         )
         self._maintaining = asyncio.create_task(self.maintenance.run(), name="maintenance")
         self.start_sender()

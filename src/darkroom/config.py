@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from darkroom.engines.catalog import Catalog, CatalogError
+from darkroom.engines.local.demo_options import CHOICE_PATTERN
 from darkroom.errors import ConfigurationError
 from darkroom.keys.limits import Limits
 from darkroom.safety import ContentPolicy
@@ -74,6 +75,11 @@ class Settings(BaseSettings):
     # Memory a worker process may give to loaded models, in MB; past it the least recently used
     # model is unloaded. None: the device's own free memory decides.
     memory_budget_mb: float | None = None
+
+    # What the `demo` engine draws with (engines/local/demo_options.py): auto (a real model from
+    # the Hugging Face hub, else random weights), tiny (random weights), or a hub id. Read by
+    # the workers; declared here so that a wrong value stops the node at start.
+    demo_model: str = Field("auto", pattern=CHOICE_PATTERN)
 
     max_queue: int = 10_000
     # How long an authenticated key's record is reused before it is read again: a key revoked

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -43,8 +44,12 @@ class Maintenance:
         retention_seconds: float,
         sweep_seconds: float,
         record_retention_seconds: float | None = None,
+        on_requeued: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        # Announces rescued tasks (the wakeup's notify): idle workers that listen on
+        # PostgreSQL would otherwise find them only at their slow safety poll.
+        self.on_requeued = on_requeued
         self.storage = storage
         self.lease = LeaderLease(store.db, SERVICE, owner, seconds=lease_seconds)
         self.retention_seconds = retention_seconds
@@ -103,6 +108,8 @@ class Maintenance:
         requeued, failed = await self.store.requeue_expired()
         if requeued or failed:
             log.warning("expired leases", requeued=requeued, failed=failed)
+        if requeued:
+            self.on_requeued()
 
     async def _resign(self) -> None:
         if not self.leading:

@@ -196,6 +196,26 @@ def test_limits_change_what_the_media_api_lets_the_key_do(server, admin):
     assert listed(admin, ident)["credit_limit"] == 1
 
 
+def test_tenancy_limits_and_share_are_set_and_then_applied_at_once(server, admin):
+    raw, entry = new_key(admin)
+    ident = entry["id"]
+    sent = {"max_waiting": 1, "rate": 50, "weight": 2.5, "priority": 1, "daily_spend": "3.5"}
+    changed = ok(admin.post(f"/v1/admin/keys/{ident}/limits", json=sent))["data"]
+    assert {name: changed[name] for name in sent} == {**sent, "daily_spend": 3.5}
+    with as_key(server, raw) as client:
+        first = create(client, "slow")  # the worker may take it: then the next one waits
+        creates = [
+            client.post("/v1/media/create", json={"model": "slow", "prompt": "x"}) for _ in range(2)
+        ]
+        assert 6 in [code_of(answer) for answer in creates]  # over max_waiting, at once
+        for task_id in [first["id"], *(a.json().get("id") for a in creates)]:
+            if task_id:  # the slow ones would hold the worker for the other tests
+                client.post("/v1/media/cancel", json={"task_id": task_id})
+        # Null: back to the server's default (none), and only that limit changes.
+        back = ok(admin.post(f"/v1/admin/keys/{ident}/limits", json={"max_waiting": None}))
+        assert back["data"]["max_waiting"] is None and back["data"]["weight"] == 2.5
+
+
 def test_limits_are_refused_in_words(admin):
     _, unmetered = new_key(admin)
     path = f"/v1/admin/keys/{unmetered['id']}/limits"

@@ -32,7 +32,8 @@ async def test_the_sweep_deletes_every_track_of_an_audio_task(db: Database, tmp_
     await store.create(new_task(key, 0), key, max_queue=100)
     [running] = await store.claim("w", limit=1, lease_seconds=30)
     files = [
-        ResultFile(result_key(running.id, 1, "mp3", n), 2.0 + n, f"take {n}") for n in range(3)
+        ResultFile(result_key(running.id, 1, extension="mp3", index=n), 2.0 + n, f"take {n}")
+        for n in range(3)
     ]
     for file in files:
         await node.storage.put(file.key, b"ID3", "audio/mpeg")

@@ -10,6 +10,7 @@ credentials. Both are stopped, and their folders removed, at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import json
 import os
@@ -93,22 +94,16 @@ def _as_postgres(args: list[str], **kwargs: object) -> subprocess.CompletedProce
 @contextmanager
 def postgres_server(max_connections: int = 500) -> Iterator[PostgresServer]:
     bindir = postgres_bindir()
-    # Not under pytest's tmp folders: those are private to root and the server runs as postgres.
-    folder = Path(tempfile.mkdtemp(prefix="darkroom-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    data = folder / "data"
-    _as_postgres(
-        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
-        + ["--no-sync", "--no-instructions"]
-    )
+    folder, data = _new_cluster(bindir)
     port = free_port()
     log = open(folder / "postgres.log", "ab")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder)]
-        + ["-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={max_connections}"]
-        # A throwaway cluster: durability against power loss is not what the tests check.
-        + ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"],
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            *_server_options(port, folder, max_connections),
+        ],
         user="postgres" if os.geteuid() == 0 else None,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -121,6 +116,72 @@ def postgres_server(max_connections: int = 500) -> Iterator[PostgresServer]:
         process.send_signal(signal.SIGINT)  # "fast" shutdown: ends sessions, no waiting
         _stop(process)
         log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _new_cluster(bindir: Path) -> tuple[Path, Path]:
+    """A fresh cluster's folder and its data folder, made by initdb."""
+    # Not under pytest's tmp folders: those are private to root and the server runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="darkroom-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    _as_postgres(
+        [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+        + ["--no-sync", "--no-instructions"]
+    )
+    return folder, data
+
+
+def _server_options(
+    port: int, folder: Path, max_connections: int, *, survives_crash: bool = False
+) -> list[str]:
+    options = ["-p", str(port), "-k", str(folder)]
+    options += ["-c", "listen_addresses=127.0.0.1", "-c", f"max_connections={max_connections}"]
+    # A throwaway cluster: durability against power loss is not what the tests check.
+    options += ["-c", "fsync=off", "-c", "full_page_writes=off"]
+    # But a crash of the server alone (`pg_ctl stop -m immediate`) must keep every commit it
+    # acknowledged: without synchronous_commit, the last ones may still be in its WAL buffers.
+    return options if survives_crash else [*options, "-c", "synchronous_commit=off"]
+
+
+@dataclass
+class RestartablePostgres(PostgresServer):
+    """A cluster of its own that a test may stop and start again (pg_ctl), on the same port
+    and data, without disturbing the session's shared one."""
+
+    bindir: Path = Path()
+    data: Path = Path()
+    options: list[str] = field(default_factory=list)
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m fast` ends sessions cleanly; `-m immediate` is a crash (recovery
+        runs at the next start)."""
+        _as_postgres([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode, "-w"])
+
+    def start(self) -> None:
+        log = self.data.parent / "postgres.log"
+        _as_postgres(
+            [str(self.bindir / "pg_ctl"), "start", "-D", str(self.data), "-w", "-l", str(log)]
+            + ["-o", " ".join(self.options)]
+        )
+
+
+@contextmanager
+def restartable_postgres_server(max_connections: int = 100) -> Iterator[RestartablePostgres]:
+    bindir = postgres_bindir()
+    folder, data = _new_cluster(bindir)
+    port = free_port()
+    server = RestartablePostgres(
+        "127.0.0.1", port, bindir=bindir, data=data,
+        options=_server_options(port, folder, max_connections, survives_crash=True),
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            server.stop("immediate")
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -181,9 +242,39 @@ class S3Server:
 
 @contextmanager
 def seaweedfs_server() -> Iterator[S3Server]:
+    with restartable_seaweedfs_server() as server:
+        yield server
+
+
+@dataclass
+class RestartableS3Server(S3Server):
+    """A `weed server -s3` that a test may stop and start again on the same ports and data."""
+
+    args: list[str] = field(default_factory=list)
+    folder: Path = Path()
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.folder / "weed.log", "ab") as log:
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
+            )
+        _wait(lambda: _s3_ready(self), self.process, "SeaweedFS", self.folder / "weed.log")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            # Its graceful stop takes ~15 s of waiting on peers; its data is kept on disk.
+            _stop(self.process, grace=3)
+
+
+@contextmanager
+def restartable_seaweedfs_server() -> Iterator[RestartableS3Server]:
     weed = weed_binary()
     folder = Path(tempfile.mkdtemp(prefix="darkroom-weed-"))
-    server = S3Server("", "darkroom-" + secrets.token_hex(4), secrets.token_hex(20))
+    server = RestartableS3Server(
+        "", "darkroom-" + secrets.token_hex(4), secrets.token_hex(20), folder=folder
+    )
     identity = {
         "name": "darkroom",
         "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
@@ -196,7 +287,7 @@ def seaweedfs_server() -> Iterator[S3Server]:
     ports += [f"-{part}={free_port()}" for part in ("volume.port", "volume.port.grpc")]
     ports += [f"-{part}={free_port()}" for part in ("filer.port", "filer.port.grpc")]
     ports += [f"-s3.port={s3_port}", f"-s3.port.grpc={free_port()}"]
-    args = [
+    server.args = [
         str(weed),
         "server",
         f"-dir={folder}",
@@ -213,25 +304,23 @@ def seaweedfs_server() -> Iterator[S3Server]:
         "-s3.port.lance=0",
         *ports,
     ]
-    log = open(folder / "weed.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     server.endpoint_url = f"http://127.0.0.1:{s3_port}"
     try:
-        _wait(lambda: _s3_ready(server), process, "SeaweedFS", folder / "weed.log")
+        server.start()
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        # Its graceful stop takes ~15 s of waiting on peers; its data is thrown away anyway.
-        _stop(process, grace=3)
-        log.close()
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _s3_ready(server: S3Server) -> bool:
     """Ready when an object can be written: the S3 port opens before a volume is registered."""
     try:
+        from botocore.exceptions import ClientError
+
         client = server.client()
-        client.create_bucket(Bucket="probe")
+        with contextlib.suppress(ClientError):  # made already, before a restart
+            client.create_bucket(Bucket="probe")
         client.put_object(Bucket="probe", Key="probe", Body=b"ok")
         client.delete_object(Bucket="probe", Key="probe")
         return True

@@ -69,9 +69,11 @@ def test_batch_keys_split_on_kind_and_clip_shape_and_keep_an_images_old_form() -
 
 def test_result_keys_name_their_container_and_links_serve_its_content_type() -> None:
     assert result_key("abc", 48) == "exp48h/abc_result.webp"
-    assert result_key("abc", 48, "mp4") == "exp48h/abc_result.mp4"
-    assert result_key("abc", 48, "mp3", 1) == "exp48h/abc_result_2.mp3"
-    types = [content_type_of(result_key("abc", 48, ext)) for ext in ("webp", "mp4", "mp3")]
+    assert result_key("abc", 48, extension="mp4") == "exp48h/abc_result.mp4"
+    assert result_key("abc", 48, extension="mp3", index=1) == "exp48h/abc_result_2.mp3"
+    types = [
+        content_type_of(result_key("abc", 48, extension=ext)) for ext in ("webp", "mp4", "mp3")
+    ]
     assert types == ["image/webp", "video/mp4", "audio/mpeg"]
 
 

@@ -12,6 +12,11 @@ from darkroom.app import App
 async def current_app(request: Request) -> App:
     # Async on purpose: FastAPI runs a plain function dependency in a worker thread, a hop
     # that cost more than the rest of a result request.
+    return current_app_of(request)
+
+
+def current_app_of(request: Request) -> App:
+    """The App, for a route that reads it without the dependency."""
     return request.app.state.darkroom
 
 

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
 
 from darkroom.api.issues import from_pydantic, invalid
-from darkroom.errors import ApiError, InternalError, MethodNotFound, Overloaded
+from darkroom.errors import ApiError, InternalError, InvalidRequest, MethodNotFound, Overloaded
 
 log = structlog.get_logger("darkroom.api")
 
@@ -52,6 +52,9 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     if request.url.path.startswith("/v1/") and exc.status_code in (404, 405):
         method = f"{request.method} {request.url.path}"
         return error_response(MethodNotFound(f"There is no API method {method}."))
+    if request.url.path.startswith("/v1/") and exc.status_code == 400:
+        # FastAPI's answer to a body it cannot parse, on routes that declare a body model.
+        return error_response(InvalidRequest(f"{exc.detail}; send the body as JSON."))
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -9,7 +9,6 @@ request is answered with code 3 and the connection is closed.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +25,7 @@ class BodyTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        deadline = time.monotonic() + self.seconds
+        deadline = asyncio.get_running_loop().time() + self.seconds
         body_done = False
         timed_out = False
 
@@ -35,7 +34,10 @@ class BodyTimeout:
             if body_done:
                 return await receive()  # after the body: waiting for a disconnect is fine
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+                # timeout_at, not wait_for: wait_for wraps each receive in a task of its own,
+                # which cost ~55 us a request, as much as a third of the whole result route.
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 raise InvalidRequest(

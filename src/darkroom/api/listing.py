@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import math
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -24,6 +25,7 @@ from darkroom.api.issues import custom, invalid, too_big, too_small, wrong_type
 from darkroom.api.media import AuthorizedKey
 from darkroom.api.presenters import TaskObject
 from darkroom.engines import ModelSpec
+from darkroom.engines.local.demo_status import read_status
 from darkroom.ids import is_task_id
 from darkroom.money import json_number
 from darkroom.tasks import Task
@@ -48,6 +50,11 @@ class ModelEntry(BaseModel):
     max_images: int = Field(description="Reference images a request may send (0: none)")
     max_prompt: int = Field(description="The most characters of a prompt, after trimming")
     price: int | float = Field(description="What one task charges the key")
+    demo: str | None = Field(
+        None,
+        description='Only on a demo model that runs on random weights: "random weights" '
+        '(its pictures are noise; docs/models.md, "The demo model")',
+    )
 
 
 class ModelList(BaseModel):
@@ -61,12 +68,13 @@ class TaskPage(BaseModel):
     next_cursor: str | None = Field(description="The `cursor` of the next page; null: no more")
 
 
-@router.get("/models")
+@router.get("/models", response_model_exclude_none=True)
 async def models(app: CurrentApp, key: AuthorizedKey) -> ModelList:
     """Extension: the models this key may use, sorted by id."""
     catalog = app.catalog
     usable = [catalog[model_id] for model_id in catalog.ids() if key.may_use(model_id)]
-    return ModelList(data=[_entry(spec) for spec in usable])
+    data_dir = app.settings.data_dir
+    return ModelList(data=[_entry(spec, data_dir) for spec in usable])
 
 
 @router.get("/tasks", response_model_exclude_unset=True)
@@ -87,7 +95,7 @@ async def tasks(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskPa
     )
 
 
-def _entry(spec: ModelSpec) -> ModelEntry:
+def _entry(spec: ModelSpec, data_dir: Path) -> ModelEntry:
     return ModelEntry(
         id=spec.id,
         kind=spec.kind,
@@ -96,7 +104,17 @@ def _entry(spec: ModelSpec) -> ModelEntry:
         max_images=spec.max_images,
         max_prompt=spec.max_prompt,
         price=json_number(spec.price),
+        demo=_demo_note(spec, data_dir),
     )
+
+
+def _demo_note(spec: ModelSpec, data_dir: Path) -> str | None:
+    """What the workers recorded of a demo model (engines/local/demo_status.py): read, never
+    worked out here, since the API node does not ask the hub or load torch."""
+    if spec.engine != "demo":
+        return None
+    status = read_status(data_dir, spec.id)
+    return status.note if status else None
 
 
 # -- the query: limit and cursor -----------------------------------------------------------------

@@ -7,10 +7,11 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 
 from darkroom import metrics
 from darkroom.api.auth import require_key
-from darkroom.api.deps import CurrentApp
+from darkroom.api.deps import CurrentApp, current_app_of
 from darkroom.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from darkroom.api.idempotency import requested_idempotency
 from darkroom.api.issues import custom, invalid, too_big
@@ -100,8 +101,11 @@ async def accept_task(
 
 async def requested_task_id(request: Request, app: CurrentApp) -> str:
     """The `task_id` of a result or cancel request, from the query string or the JSON body."""
+    query = request.query_params
+    if request.method == "GET" and "task_id" in query:  # a poll: no body to read
+        return parse_task_id({"task_id": query["task_id"]}, {})
     body = await read_json_body(request, app.settings.max_body_bytes)
-    return parse_task_id(dict(request.query_params), body)
+    return parse_task_id(dict(query), body)
 
 
 # After the key, so that a request without a valid key is code 2 whatever its body.
@@ -112,12 +116,20 @@ RequestedTaskId = Annotated[str, Depends(requested_task_id)]
     "/result",
     methods=["GET", "POST"],
     openapi_extra=_body_doc(ResultRequest),
+    response_model=TaskObject,
     response_model_exclude_unset=True,
 )
-async def result(app: CurrentApp, key: AuthorizedKey, task_id: RequestedTaskId) -> TaskObject:
+async def result(request: Request) -> Response:
     """The task's current state; `task_id` in the query string or in the JSON body."""
+    # The hottest route of a busy server (clients poll it): its steps are called here rather
+    # than declared as dependencies, and it answers JSON directly, which FastAPI's dependency
+    # solving and response validation cost as much as the rest of the request.
+    app = current_app_of(request)
+    key = await require_key(request, app)
+    task_id = await requested_task_id(request, app)
     task = await app.store.get(task_id, key_id=key.id)
-    return await _live_answer(app, _found(task, task_id))
+    answer = await _live_answer(app, _found(task, task_id))
+    return JSONResponse(answer.model_dump(mode="json", exclude_unset=True))
 
 
 @router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model_exclude_unset=True)

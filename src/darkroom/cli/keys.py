@@ -22,6 +22,7 @@ import typer
 
 from darkroom.cli.common import ConfigOption, migrated_app
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, TopUpRefused
+from darkroom.keys.store import UNSET
 from darkroom.money import AmountError, json_number, parse_amount
 from darkroom.webhooks.target import callback_problem
 
@@ -159,11 +160,18 @@ def keys_update(
     clear_limits: Annotated[
         bool, typer.Option("--clear-limits", help="Back to the server's default limits first")
     ] = False,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="Its default webhook URL; an empty string removes it"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Change a key's share and limits (those given; the others stay); prints the key as
-    `keys list` does. Running servers see the change within DARKROOM_KEY_CACHE_SECONDS."""
+    """Change a key's share, limits and default webhook URL (those given; the others stay);
+    prints the key as `keys list` does. Running servers see the change within
+    DARKROOM_KEY_CACHE_SECONDS."""
     given = _limits(rate, max_waiting, max_running, daily_spend)
+    if callback_url and (problem := callback_problem(callback_url)):
+        raise _usage_error(f"--callback-url: {problem.removeprefix('callback_url ')}")
 
     async def run() -> ApiKey | None:
         async with migrated_app(config) as app:
@@ -178,6 +186,7 @@ def keys_update(
                 limits=limits,
                 weight=found.weight if weight is None else weight,
                 priority=found.priority if priority is None else priority,
+                callback_url=UNSET if callback_url is None else (callback_url or None),
             )
 
     updated = asyncio.run(run())

@@ -49,7 +49,11 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_timeout=pool_timeout,
-                pool_pre_ping=True,
+                # No ping before each checkout: it was a round trip on every request. A
+                # connection that died with the server fails its one request (code 1), and
+                # SQLAlchemy then drops every pooled connection opened before the failure, so
+                # the pool is fresh again at once (tests/faults/test_postgres_restart.py).
+                pool_pre_ping=False,
                 connect_args={"server_settings": {"application_name": "darkroom"}},
             )
             self.engine = self._async_engine

@@ -132,6 +132,7 @@ class SQLiteLookups:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        self._prepared: dict[sa.Select[Any], _PreparedLookup] = {}
 
     async def __aenter__(self) -> SQLiteLookups:
         return self
@@ -149,7 +150,11 @@ class SQLiteLookups:
         if self._conn is None:
             self._conn = self._engine.connect()
         try:
-            return _execute(self._conn, statement, parameters, execution_options)
+            if isinstance(statement, sa.Select) and isinstance(parameters, Mapping):
+                return self._prepared_for(statement).run(self._conn, parameters)  # type: ignore[return-value]
+            # Not frozen as the threads' results are: the caller reads its row or two before
+            # its next await, on this same thread, so the live cursor is safe and cheaper.
+            return self._conn.execute(statement, parameters, execution_options=execution_options)
         except BaseException:
             self.close()  # a connection in doubt is not used again
             raise
@@ -159,6 +164,77 @@ class SQLiteLookups:
         if conn is not None:
             conn.invalidate()
             conn.close()
+
+    def _prepared_for(self, statement: sa.Select[Any]) -> _PreparedLookup:
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _PreparedLookup(statement, self._engine.dialect)
+        return prepared
+
+
+class _PreparedLookup:
+    """A select compiled once, run on the driver's own cursor, its values converted by the
+    columns' own result processors (JSON, Money, ...): what SQLAlchemy does for a statement,
+    without the execution context it builds each time, which cost more than the lookup. Used
+    for the lookups' prebuilt statements (a key by its hash, a task by its id)."""
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.binds = list(compiled.positiontup or ())
+        columns = list(statement.selected_columns)
+        self.names = [column.key for column in columns]
+        self.processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+
+    def run(self, conn: Connection, parameters: Mapping[str, Any]) -> LookupRows:
+        cursor = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+            self.sql, [parameters[name] for name in self.binds]
+        )
+        try:
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return LookupRows([self._row(values) for values in rows])
+
+    def _row(self, values: Sequence[Any]) -> LookupRow:
+        return LookupRow(
+            (name, process(value) if process is not None else value)
+            for name, process, value in zip(self.names, self.processors, values, strict=True)
+        )
+
+
+class LookupRow(dict[str, Any]):
+    """A row of a prepared lookup: its values by column name, as attributes too, like a
+    SQLAlchemy Row (`row.id`, `row._mapping`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def _mapping(self) -> LookupRow:
+        return self
+
+
+class LookupRows:
+    """The rows of a prepared lookup, read the ways its callers read a SQLAlchemy result."""
+
+    def __init__(self, rows: list[LookupRow]) -> None:
+        self._rows = rows
+
+    def one_or_none(self) -> LookupRow | None:
+        if len(self._rows) > 1:
+            raise sa.exc.MultipleResultsFound(
+                "Multiple rows were found when one or none was required"
+            )
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[LookupRow]:
+        return list(self._rows)
 
 
 class SQLiteTransaction:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from darkroom.engines.local.demo_options import DemoOptions
 from darkroom.engines.local.options import DiffusersOptions, MusicgenOptions, TinyOptions
 from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
@@ -60,6 +61,8 @@ class BuiltInEngine:
 # for little more than the cost of 1, and a short wait lets a batch fill.
 BUILT_IN_ENGINES = {
     "tiny": BuiltInEngine("darkroom.engines.local.tiny:open_engine", TinyOptions),
+    # `make serve`'s: a real model from the Hugging Face hub, else `tiny` (local/demo.py).
+    "demo": BuiltInEngine("darkroom.engines.local.demo:open_engine", DemoOptions),
     "diffusers": BuiltInEngine(
         "darkroom.engines.local.pipeline:open_engine",
         DiffusersOptions,

@@ -210,10 +210,12 @@ class KeyStore:
         weight: float | Unset = UNSET,
         priority: int | Unset = UNSET,
         limits: Limits | Unset = UNSET,
+        callback_url: str | None | Unset = UNSET,
     ) -> ApiKey | None:
         """Changes what is given (the models a live key may use, None: all; how far below
         zero its balance may go; its share; its limits, each None falling back to the server's
-        default) and returns the key, or None when no live key matches."""
+        default; its default webhook URL, None: none) and returns the key, or None when no live
+        key matches."""
         values: dict[str, object] = {}
         if not isinstance(models, Unset):
             values["models"] = models
@@ -225,6 +227,8 @@ class KeyStore:
             values["priority"] = priority
         if not isinstance(limits, Unset):
             values.update(_limit_columns(limits))
+        if not isinstance(callback_url, Unset):
+            values["callback_url"] = callback_url
         if not values:
             return await self.find(ident)
         statement = api_keys.update().where(_live(ident)).values(**values)

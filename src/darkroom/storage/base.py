@@ -34,12 +34,20 @@ CONTENT_TYPES = {"webp": "image/webp", "mp4": "video/mp4", "mp3": "audio/mpeg"}
 
 
 def result_key(
-    task_id: str, retention_hours: float, extension: str = "webp", index: int = 0
+    task_id: str,
+    retention_hours: float,
+    attempt: int = 1,
+    *,
+    extension: str = "webp",
+    index: int = 0,
 ) -> str:
     """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do.
-    A task's later files (an audio model's second track, ...) are `<id>_result_2.mp3`, ..."""
+    Later attempts get `<id>_<attempt>_result.webp`, so that two attempts of one task (one
+    whose worker lost its lease and one that took over) never write the same object. A task's
+    later files (an audio model's second track, ...) are `<id>_result_2.mp3`, ..."""
+    name = task_id if attempt <= 1 else f"{task_id}_{attempt}"
     suffix = f"_{index + 1}" if index else ""
-    return f"exp{retention_hours:g}h/{task_id}_result{suffix}.{extension}"
+    return f"exp{retention_hours:g}h/{name}_result{suffix}.{extension}"
 
 
 def content_type_of(key: str) -> str:

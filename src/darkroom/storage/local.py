@@ -37,10 +37,17 @@ class LocalStorage:
         draft = path.with_name(f".{path.name}.{os.getpid()}.part")
         # 0600 from creation on: only this service reads results, through signed links.
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, 0o600)  # a stale draft of the same pid keeps its old mode
-            file.write(data)
-        draft.replace(path)  # readers see the whole file or none of it
+        try:
+            with os.fdopen(fd, "wb") as file:
+                os.fchmod(fd, 0o600)  # a stale draft of the same pid keeps its old mode
+                file.write(data)
+            draft.replace(path)  # readers see the whole file or none of it
+        except BaseException:
+            # A full disk fails the write (or its flush at close): no half-written draft may
+            # stay behind to take up the space that returns.
+            with contextlib.suppress(OSError):
+                draft.unlink()
+            raise
 
     def url(self, key: str, expires_at: float) -> str:
         expires = int(expires_at)

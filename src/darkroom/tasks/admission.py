@@ -3,7 +3,7 @@
 A create is durable before it is answered (SQLite runs with synchronous=FULL, PostgreSQL
 commits), so one transaction per create made creates wait in line for one fsync each. Here the
 first create to arrive starts a group; every create that arrives while that group's transaction
-runs waits for the next one, which takes them all: the queue depth is counted once, each key is
+runs waits for the next one, which takes them all: the queue depth is checked once, each key is
 charged (one compare-and-set each, as before: keys/balance.py), the accepted tasks are inserted
 by one statement, and one commit makes them all durable. Only then is each create answered, with
 its task or with the reason it was refused; if the transaction fails, every create of the group
@@ -96,6 +96,7 @@ class Admission:
     def __init__(self, db: Database, key_limits: Limits = NO_LIMITS) -> None:
         self.db = db
         self.key_limits = key_limits  # the server's defaults for keys that set none
+        self._depth = _QueueDepth(db)
         self._waiting: list[_Create] = []
         self._committer: asyncio.Task[None] | None = None
 
@@ -134,18 +135,55 @@ class Admission:
                 _settle(create, outcome)
 
     async def _commit(self, group: list[_Create]) -> list[Task | Exception]:
+        # Far below the cap, the queue is not counted in the transaction (a count costs what
+        # the queue holds); near it, it is, so the cap holds exactly.
+        estimate = await self._depth.estimate()
+        roomy = estimate + len(group) < min(create.max_queue for create in group)
         async with self.db.write() as conn:
             # One call for the whole group: on SQLite, one hop to the writer thread.
-            return await conn.run_sync(_admit, group, self.key_limits)
+            outcomes = await conn.run_sync(
+                _admit, group, self.key_limits, estimate if roomy else None
+            )
+        self._depth.added(sum(isinstance(outcome, Task) for outcome in outcomes))
+        return outcomes
 
 
-def _admit(conn: sa.Connection, group: list[_Create], defaults: Limits) -> list[Task | Exception]:
+class _QueueDepth:
+    """An estimate of the idle tasks, for the queue cap: counted at most once per `max_age`
+    seconds (outside any write), plus the tasks this process queued since. Claims only lower
+    the truth, so on one node it never falls short of it; other nodes' creates of the last
+    second it does not know, which the cap may let through."""
+
+    def __init__(self, db: Database, max_age: float = 1.0) -> None:
+        self.db = db
+        self.max_age = max_age
+        self._counted: int = 0
+        self._added: int = 0
+        self._at: float | None = None
+
+    async def estimate(self) -> int:
+        if self._at is None or time.monotonic() - self._at > self.max_age:
+            at = time.monotonic()
+            async with self.db.read() as conn:
+                self._counted = (await conn.execute(_DEPTH)).scalar_one()
+            self._added, self._at = 0, at
+        return self._counted + self._added
+
+    def added(self, count: int) -> None:
+        self._added += count
+
+
+def _admit(
+    conn: sa.Connection, group: list[_Create], defaults: Limits, depth: int | None
+) -> list[Task | Exception]:
     """Charges and inserts the group's tasks in the caller's transaction; each create's
-    outcome, in order: its task, or the reason it was refused."""
+    outcome, in order: its task, or the reason it was refused. `depth` is the queue's size
+    when it is known to leave room for the whole group; None: count it here."""
     outcomes: list[Task | Exception] = []
     accepted: list[int] = []
     replayed: dict[int, str] = {}  # index -> the task an earlier create queued
-    depth = conn.execute(_DEPTH).scalar_one()
+    if depth is None:
+        depth = conn.execute(_DEPTH).scalar_one()
     usage = _Usage(conn)
     for index, create in enumerate(group):
         outcomes.append(InsufficientFunds())  # a placeholder, replaced below

@@ -10,6 +10,7 @@ value is in the answer of create only, as on the command line.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,7 +23,8 @@ from darkroom.api.issues import custom, invalid, unknown_value
 from darkroom.app import App
 from darkroom.errors import AuthenticationError, TaskNotFound
 from darkroom.keys import ApiKey, TopUpRefused
-from darkroom.keys.store import UNSET
+from darkroom.keys import Limits as KeyLimits
+from darkroom.keys.store import UNSET, Unset
 from darkroom.money import ZERO, AmountError, json_number, parse_amount
 from darkroom.web import overview
 
@@ -56,6 +58,23 @@ class TopUp(BaseModel):
 class Limits(BaseModel):
     models: list[str] | None = Field(None, description="Models it may use; null: all")
     credit_limit: Amount | None = None
+    # The tenancy limits (keys/limits.py, docs/tenancy.md); null: the server's default.
+    rate: float | None = Field(None, gt=0, description="Requests per second")
+    max_waiting: int | None = Field(None, ge=0, description="Tasks waiting")
+    max_running: int | None = Field(None, ge=1, description="Tasks running")
+    daily_spend: Amount | None = Field(None, description="Spend per 24 hours")
+    weight: float | None = Field(None, gt=0, description="Share of the workers")
+    priority: int | None = Field(None, description="Higher is served first")
+
+    def tenancy(self, current: KeyLimits) -> KeyLimits | Unset:
+        """The key's limits with those sent replaced (null: back to the default)."""
+        sent = self.model_fields_set & {"rate", "max_waiting", "max_running", "daily_spend"}
+        if not sent:
+            return UNSET
+        values = {name: getattr(self, name) for name in sent}
+        if values.get("daily_spend") is not None:
+            values["daily_spend"] = _amount(values["daily_spend"], "daily_spend")
+        return dataclasses.replace(current, **values)
 
 
 @router.get("/keys")
@@ -100,7 +119,9 @@ async def topup_key(app: CurrentApp, ident: str, body: TopUp) -> dict[str, Any]:
 
 @router.post("/keys/{ident}/limits")
 async def limit_key(app: CurrentApp, ident: str, body: Limits) -> dict[str, Any]:
-    """Sets the fields sent: `models` (null: every model) and `credit_limit` (metered keys)."""
+    """Sets the fields sent: `models` (null: every model), `credit_limit` (metered keys),
+    `rate`, `max_waiting`, `max_running`, `daily_spend` (null: the server's default), `weight`
+    and `priority`."""
     key = await _live_key(app, ident)
     sent = body.model_fields_set
     models = _known_models(app, body.models) if "models" in sent else UNSET
@@ -109,7 +130,14 @@ async def limit_key(app: CurrentApp, ident: str, body: Limits) -> dict[str, Any]
         credit_limit = _amount(body.credit_limit or ZERO, "credit_limit")
         if credit_limit and key.balance is None:
             raise invalid([custom(["credit_limit"], "an unmetered key has no balance to limit")])
-    changed = await app.keys.set_limits(ident, models=models, credit_limit=credit_limit)
+    changed = await app.keys.set_limits(
+        ident,
+        models=models,
+        credit_limit=credit_limit,
+        limits=body.tenancy(key.limits),
+        weight=body.weight if body.weight is not None else UNSET,
+        priority=body.priority if body.priority is not None else UNSET,
+    )
     if changed is None:
         raise TaskNotFound(f"No live key matches {ident!r}.")
     return {"code": 0, "data": _key_entry(changed)}
@@ -179,6 +207,12 @@ def _key_entry(key: ApiKey, spend: dict[str, tuple[int, Decimal]] | None = None)
         "credit_limit": json_number(key.credit_limit),
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
+        "weight": key.weight,
+        "priority": key.priority,
+        **{name: value for name, value in vars(key.limits).items() if name != "daily_spend"},
+        "daily_spend": None
+        if key.limits.daily_spend is None
+        else json_number(key.limits.daily_spend),
     }
     if spend is not None:
         entry["spend"] = [

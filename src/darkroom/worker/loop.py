@@ -260,7 +260,14 @@ class Worker:
                 metrics.TASKS_FAILED.labels(task.model).inc()
             log.info("task failed", task_id=task.id, message=outcome.message)
         else:
-            await self._store_and_complete(task, outcome)
+            try:
+                await self._store_and_complete(task, outcome)
+            except Exception as exc:
+                # The storage failed (S3 away, a full disk): the task goes back to the queue
+                # with its retry delay, which grows, rather than waiting out its lease and
+                # being rerun at once until its attempts are spent while the storage is down.
+                log.exception("storing the result failed", task_id=task.id)
+                await self._retry(task, exc)
         self.wakeup.finished(task.id)  # a generate call waiting for this task reads it again
 
     async def _retry(self, task: Task, error: Exception) -> None:
@@ -280,13 +287,19 @@ class Worker:
             log.info("task done", task_id=task.id, keys=[file.key for file in files])
         else:
             log.warning("lease lost before completion; result discarded", task_id=task.id)
+            with contextlib.suppress(Exception):  # no row names them; the lifecycle rule gets them
+                await self.storage.delete([file.key for file in files])
 
     async def _store(self, task: Task, media: Media) -> list[ResultFile]:
         """Encodes the media in a thread (WebP, MP4, MP3) and stores each file under its key."""
         encoded = await asyncio.to_thread(encode, media)
         files = []
         for index, file in enumerate(encoded):
-            key = result_key(task.id, self.retention_hours, file.extension, index)
+            # A key of this attempt's own: a worker that lost its lease (paused past it, say)
+            # stores beside the attempt that took over, never over its result.
+            key = result_key(
+                task.id, self.retention_hours, task.attempt, extension=file.extension, index=index
+            )
             await self.storage.put(key, file.data, content_type_of(key))
             files.append(ResultFile(key, file.duration, file.title))
         return files

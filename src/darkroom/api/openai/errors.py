@@ -23,6 +23,7 @@ import structlog
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -152,3 +153,31 @@ class OpenAIRoute(APIRoute):
                 return error_response(translated(exc))
 
         return answering
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorAnswer(BaseModel):
+    """OpenAI's error body, as the SDKs read it."""
+
+    error: ErrorDetail
+
+
+# What these routes may answer besides 200, for /docs and generated clients.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": description}
+    for status, description in {
+        400: "The request is not valid (param names the field)",
+        401: "A missing or wrong key",
+        402: "The key's balance cannot pay for the images",
+        404: "An unknown model, or one the key may not use",
+        429: "The queue is full or the key is over a limit (Retry-After says when to retry)",
+        500: "Every image failed, or a server error",
+        504: "The images were not ready within the server's generate timeout; they go on",
+    }.items()
+}

@@ -15,7 +15,12 @@ from darkroom.api.deps import CurrentApp
 from darkroom.api.media import AuthorizedKey, _body_doc, _choices
 from darkroom.api.openai import requests
 from darkroom.api.openai.batch import accept_tasks, wait_for_all
-from darkroom.api.openai.errors import OpenAIError, OpenAIRoute, model_not_found
+from darkroom.api.openai.errors import (
+    ERROR_RESPONSES,
+    OpenAIError,
+    OpenAIRoute,
+    model_not_found,
+)
 from darkroom.api.openai.presenters import ImagesResponse, Model, ModelList, images_response
 from darkroom.api.openai.presenters import model_list as listed
 from darkroom.api.requests import CreateRequest, read_json_body
@@ -31,6 +36,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     "/images/generations",
     openapi_extra=_body_doc(requests.ImageOrder),
     response_model_exclude_none=True,
+    responses=ERROR_RESPONSES,
 )
 async def generations(request: Request, app: CurrentApp, key: AuthorizedKey) -> ImagesResponse:
     """Makes `n` images of a prompt, and answers when all have ended."""
@@ -41,7 +47,7 @@ async def generations(request: Request, app: CurrentApp, key: AuthorizedKey) -> 
     return await _made(request, app, key, order, spec, body)
 
 
-@router.post("/images/edits", response_model_exclude_none=True)
+@router.post("/images/edits", response_model_exclude_none=True, responses=ERROR_RESPONSES)
 async def edits(request: Request, app: CurrentApp, key: AuthorizedKey) -> ImagesResponse:
     """Makes `n` images of a prompt from one or more uploaded images (the model's reference
     images), and answers when all have ended."""
@@ -71,13 +77,13 @@ async def _made(
     return await images_response(app, ended, order)
 
 
-@router.get("/models")
+@router.get("/models", responses=ERROR_RESPONSES)
 async def models(app: CurrentApp, key: AuthorizedKey) -> ModelList:
     """The models this key may use, in OpenAI's list shape."""
     return listed([model_id for model_id in app.catalog.ids() if key.may_use(model_id)])
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", responses=ERROR_RESPONSES)
 async def model(model_id: str, app: CurrentApp, key: AuthorizedKey) -> Model:
     if model_id not in app.catalog or not key.may_use(model_id):
         raise model_not_found(model_id)

@@ -70,6 +70,7 @@ class DiffusersEngine(Engine):
         self.spec = spec
         self.options = options
         self.source = source
+        self.variant: str | None = None  # a weights variant to load ("fp16"), where one is had
         self.dtype_name = options.dtype
         self.device_name = options.device
         self._steps = options.steps
@@ -101,8 +102,9 @@ class DiffusersEngine(Engine):
         with warnings.catch_warnings():
             # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            variant = {"variant": self.variant} if self.variant else {}
             try:
-                pipeline = loader.from_pretrained(self.source, torch_dtype=dtype)
+                pipeline = loader.from_pretrained(self.source, torch_dtype=dtype, **variant)
             except ValueError as exc:
                 if "AutoPipeline can't find" not in str(exc):
                     raise
