@@ -47,7 +47,8 @@ async def _sweep_results(store: TaskStore, storage: Storage, retention_seconds: 
     """Deletes every expired result; returns how many."""
     swept = 0
     while expired := await store.expired_results(time.time() - retention_seconds):
-        keys = [task.result_key for task in expired if task.result_key]
+        # Every file of each task: an audio model's tracks, not only the first.
+        keys = [key for task in expired for key in task.stored_keys]
         await storage.delete(keys)
         await store.mark_purged([task.id for task in expired])
         swept += len(expired)

@@ -148,7 +148,7 @@ def test_an_image_link_that_does_not_serve_is_a_download_error(sdk, tmp_path):
     task = sdk.generate("a lighthouse", model="tiny-512")
     with pytest.raises(DownloadError, match="expired or is not valid"):
         sdk.download(task.url.replace("sig=", "sig=0"), tmp_path / "x.webp")
-    with pytest.raises(DownloadError, match="no image"):
+    with pytest.raises(DownloadError, match="has no file"):
         sdk.download(sdk.create("not done yet"), tmp_path / "y.webp")
 
 

@@ -198,7 +198,7 @@ async def test_download_of_a_dead_link_raises_download_error(gone: str) -> None:
 
 def test_download_of_a_task_without_an_image_raises_download_error() -> None:
     task = Task.from_payload(task_answer("failed", message="refused"))
-    with pytest.raises(DownloadError, match="has no image"):
+    with pytest.raises(DownloadError, match="has no file"):
         FlowDriver(ScriptedApi()).run(flows.download(task, RETRY))
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from darkroom.api.deps import CurrentApp
+from darkroom.storage import content_type_of
 from darkroom.storage.local import LocalStorage
 from darkroom.storage.signing import verify
 
@@ -27,4 +28,4 @@ async def fetch_file(key: str, app: CurrentApp, expires: str = "", sig: str = ""
     path = storage.path(key)
     if path is None or not path.is_file():
         return JSONResponse({"detail": "This file no longer exists."}, status_code=404)
-    return FileResponse(path, media_type="image/webp")
+    return FileResponse(path, media_type=content_type_of(key))

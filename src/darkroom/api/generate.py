@@ -40,7 +40,7 @@ from darkroom.api.deps import CurrentApp
 from darkroom.api.idempotency import requested_idempotency
 from darkroom.api.issues import Issue, invalid
 from darkroom.api.media import AuthorizedKey, _body_doc, _choices, accept_task
-from darkroom.api.presenters import TaskObject
+from darkroom.api.presenters import TaskObject, result_link
 from darkroom.api.requests import Choices, CreateRequest, parse_create, read_json_body
 from darkroom.app import App
 from darkroom.errors import InternalError, InvalidRequest
@@ -166,17 +166,17 @@ async def _disconnected(request: Request) -> None:
 async def _answer(app: App, task: Task, response_format: str) -> GenerateObject:
     if task.status is TaskStatus.FAILED:
         raise InternalError(task.message or "The task failed.")
-    shown = TaskObject.of(task, app.storage, app.settings.retention_seconds).model_dump(
-        exclude_unset=True
-    )
+    retention = app.settings.retention_seconds
+    shown = TaskObject.of(task, app.storage, retention).model_dump(exclude_unset=True)
+    link = result_link(task, app.storage, retention)  # an audio model's first track
     answer: dict[str, Any] = {name: shown[name] for name in ("code", "id", "model", "status")}
     if task.status is not TaskStatus.DONE:
         answer["result"] = None
     elif response_format == "b64_json":
         answer["b64_json"] = await _file_base64(app, task)
     else:
-        answer["result"] = shown["url"]
-    answer["url"] = shown["url"]
+        answer["result"] = link
+    answer["url"] = link
     if "cost" in shown:  # the task object's cost, wherever the presenter gives one
         answer["cost"] = shown["cost"]
     answer["created_at"] = shown["created_at"]

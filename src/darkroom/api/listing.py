@@ -42,7 +42,9 @@ class ModelEntry(BaseModel):
 
     id: str
     object: Literal["model"] = "model"
-    kind: Literal["image"] = Field("image", description="What it makes (only images for now)")
+    kind: Literal["image", "video", "audio"] = Field(
+        "image", description="What it makes: a WebP image, an MP4 video or MP3 tracks"
+    )
     ratios: list[str] = Field(description="The `ar` values it accepts")
     default_ratio: str = Field(description="The ratio of a request that gives none")
     max_images: int = Field(description="Reference images a request may send (0: none)")
@@ -96,6 +98,7 @@ async def tasks(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskPa
 def _entry(spec: ModelSpec, data_dir: Path) -> ModelEntry:
     return ModelEntry(
         id=spec.id,
+        kind=spec.kind,
         ratios=list(spec.ratios),
         default_ratio=spec.default_ratio,
         max_images=spec.max_images,

@@ -223,4 +223,6 @@ def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> Ne
         max_attempts=app.settings.max_attempts,
         cost=spec.price,
         callback_url=body.callback_url or key.callback_url,
+        kind=spec.kind,
+        clip=spec.clip_shape,
     )

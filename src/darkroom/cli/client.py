@@ -5,14 +5,18 @@ Exit codes, so that scripts can tell what went wrong:
     0  success
     2  usage: a bad option, or no API key
     3  the API refused the request (any error code: a wrong key, a bad input, no credits, ...),
-       or the image link no longer serves the image
+       or the result's link no longer serves the file
     4  the task failed (the server's reason is printed)
     5  the task did not finish in time (--timeout), or `result -o` on a task not finished yet
     6  the server could not be reached, or did not answer as the media API does
   130  interrupted (Ctrl-C) while waiting; the task goes on, and the message says how to fetch it
 
 Errors are one line on stderr. A progress bar is drawn on stderr only when it is a terminal;
-stdout carries only the result (JSON, a task id, or the saved file's path).
+stdout carries only the result (JSON, a task id, or the saved files' paths, one a line).
+
+`-o` saves every file of the task with the extension of what it is, read from the link's
+content type: `-o clip` (or `-o clip.webp`) of a video model saves clip.mp4, of an image model
+clip.webp; an audio model's tracks are song.mp3, song_2.mp3, ...
 """
 
 from __future__ import annotations
@@ -55,7 +59,12 @@ BaseUrlOption = Annotated[
 ]
 KeyOption = Annotated[str | None, typer.Option("--key", help="The API key (DARKROOM_API_KEY)")]
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Save the image to this file")
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Save the result here; the extension follows its kind (.webp, .mp4, .mp3)",
+    ),
 ]
 
 
@@ -75,7 +84,8 @@ def generate(
     base_url: BaseUrlOption = None,
     key: KeyOption = None,
 ) -> None:
-    """Generate an image: print the finished task as JSON, or save the image with -o."""
+    """Generate an image, a video or audio: print the finished task as JSON, or save its
+    file (every track of an audio model) with -o."""
     if no_wait and output is not None:
         _fail("--no-wait returns before the image exists; drop -o or --no-wait", EXIT_USAGE)
     if timeout <= 0:
@@ -155,7 +165,8 @@ def _emit(client: Client, task: Task, output: Path | None) -> None:
     if output is None:
         typer.echo(json.dumps(task.to_dict()))
     else:
-        typer.echo(client.download(task, output))
+        for path in client.save(task, output):
+            typer.echo(path)
 
 
 @contextmanager

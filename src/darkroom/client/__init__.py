@@ -4,6 +4,7 @@
 
     with Client() as client:  # DARKROOM_BASE_URL and DARKROOM_API_KEY
         client.download(client.generate("a lighthouse at dusk", ar="16:9"), "lighthouse.webp")
+        client.save(client.generate("waves", model="veo-3"), "waves")  # waves.mp4
 
 `AsyncClient` offers the same methods as coroutines. See docs/client.md.
 """
@@ -31,7 +32,7 @@ from darkroom.client.errors import (
     UnsafePrompt,
     WaitTimeout,
 )
-from darkroom.client.models import Model, Task, TaskPage
+from darkroom.client.models import Model, Task, TaskPage, Track
 from darkroom.client.policy import Backoff, RetryPolicy
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "TaskFailed",
     "TaskNotFound",
     "TaskPage",
+    "Track",
     "UnexpectedResponse",
     "UnsafePrompt",
     "WaitTimeout",

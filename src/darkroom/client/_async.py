@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 
 from darkroom.client import flows
-from darkroom.client._base import DEFAULT_WAIT, ClientBase, raw_call, reply_of, task_id_of
+from darkroom.client._base import (
+    DEFAULT_WAIT,
+    ClientBase,
+    raw_call,
+    reply_of,
+    saved_paths,
+    task_id_of,
+)
 from darkroom.client.config import DEFAULT_MODEL
 from darkroom.client.flows import Call, Flow, Outcome, ProgressCallback, Sleep, T
 from darkroom.client.models import Model, Task, TaskPage
@@ -103,11 +110,21 @@ class AsyncClient(ClientBase):
         return await self._run(flows.generate(body, self.retry, self.polls, timeout, on_progress))
 
     async def download(self, task: Task | str, path: str | Path) -> Path:
-        """Saves the image of a done task (or of an image URL) to `path`."""
+        """Saves the file of a done task (its image, video or first track), or of a URL, to
+        `path` as it is named."""
         data = await self._run(flows.download(task, self.retry))
         target = Path(path)
         await asyncio.to_thread(target.write_bytes, data)
         return target
+
+    async def save(self, task: Task | str, path: str | Path) -> list[Path]:
+        """Saves every file of a done task (an image, a video, each track of an audio model)
+        at `path` with the extension of its kind (see `saved_paths`); returns the paths."""
+        files = await self._run(flows.download_all(task, self.retry))
+        paths = saved_paths(path, [extension for _, extension in files])
+        for target, (data, _) in zip(paths, files, strict=True):
+            await asyncio.to_thread(target.write_bytes, data)
+        return paths
 
     async def request(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,3 +73,18 @@ def reply_of(response: httpx.Response) -> Reply:
 def raw_call(method: str, path: str, json: Any, params: dict[str, str] | None) -> Call:
     # Only methods that cannot change anything are retried after a broken connection.
     return Call(method.upper(), path, json, params, idempotent=method.upper() in ("GET", "HEAD"))
+
+
+def saved_paths(path: str | Path, extensions: list[str]) -> list[Path]:
+    """Where each file of a task is saved: `path` with the extension its file's content type
+    names (`-o clip` of a video saves clip.mp4; `-o song.mp3` of two tracks saves song.mp3 and
+    song_2.mp3). A path whose extension is already right is kept as it is."""
+    target = Path(path)
+    paths = []
+    for index, extension in enumerate(extensions):
+        named = target if not extension or target.suffix.lower() == extension else None
+        named = named or target.with_suffix(extension)
+        if index:
+            named = named.with_name(f"{named.stem}_{index + 1}{named.suffix}")
+        paths.append(named)
+    return paths

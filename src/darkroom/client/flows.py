@@ -173,24 +173,65 @@ def generate(
 
 
 def download(task: Task | str, retry: RetryPolicy) -> Flow[bytes]:
-    """The image's bytes; `task` is a done task or its URL."""
-    url = task if isinstance(task, str) else task.url
-    if not url:
+    """The file's bytes (an image, a video, an audio model's first track); `task` is a done
+    task or its URL."""
+    [url] = _links(task)[:1]
+    return (yield from _fetched(url, retry)).content
+
+
+def download_all(task: Task | str, retry: RetryPolicy) -> Flow[list[tuple[bytes, str]]]:
+    """Every file of a done task (an audio model's tracks, one by one), each with the file
+    extension its content type names (`.webp`, `.mp4`, `.mp3`)."""
+    files = []
+    for url in _links(task):
+        reply = yield from _fetched(url, retry)
+        files.append((reply.content, extension_of(reply.headers.get("content-type", ""), url)))
+    return files
+
+
+# The extensions of the media types the API serves, and of a PNG an upstream may link.
+EXTENSIONS = {
+    "image/webp": ".webp",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "video/mp4": ".mp4",
+    "audio/mpeg": ".mp3",
+    "audio/mp3": ".mp3",
+}
+
+
+def extension_of(content_type: str, url: str) -> str:
+    """A file's extension from its content type, else from its link's path."""
+    named = EXTENSIONS.get(content_type.split(";")[0].strip().lower())
+    if named:
+        return named
+    path = httpx.URL(url).path
+    suffix = path[path.rfind(".") :] if "." in path.rsplit("/", 1)[-1] else ""
+    return suffix.lower() if 1 < len(suffix) <= 5 else ""
+
+
+def _links(task: Task | str) -> tuple[str, ...]:
+    links = (task,) if isinstance(task, str) else task.links
+    if not links:
         assert isinstance(task, Task)
-        raise DownloadError(f"Task {task.id} has no image (it is {task.status}).")
+        raise DownloadError(f"Task {task.id} has no file (it is {task.status}).")
+    return links
+
+
+def _fetched(url: str, retry: RetryPolicy) -> Flow[Reply]:
     try:
         reply = yield from send(Call("GET", url, authorized=False), retry)
     except UnexpectedResponse as exc:
         raise DownloadError(_download_failure(exc.status_code)) from exc
     if reply.status_code != 200:
         raise DownloadError(_download_failure(reply.status_code))
-    return reply.content
+    return reply
 
 
 def _download_failure(status: int) -> str:
     if status in (403, 404, 410):
-        return f"The image link answered HTTP {status}: it has expired or is not valid."
-    return f"The image link answered HTTP {status}."
+        return f"The file's link answered HTTP {status}: it has expired or is not valid."
+    return f"The file's link answered HTTP {status}."
 
 
 def create_body(

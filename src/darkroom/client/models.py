@@ -13,6 +13,25 @@ FAILED_STATUSES = ("failed", "error")
 
 
 @dataclass(frozen=True)
+class Track:
+    """One track of an audio model's result (the hosted service's audio shape)."""
+
+    id: str
+    audio_url: str
+    duration: float | None = None
+    title: str = ""
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> Track:
+        return cls(
+            id=str(data.get("id", "")),
+            audio_url=str(data["audio_url"]),
+            duration=_number(data.get("duration")),
+            title=str(data.get("title") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     model: str
@@ -27,8 +46,17 @@ class Task:
     """0 to 100 while processing, when the server reports it."""
     queue_position: int | None = None
     """Tasks ahead of this one while idle, when the server reports it."""
+    tracks: tuple[Track, ...] = ()
+    """An audio model's tracks once done (its `result` array; such a task has no `url`)."""
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The answer as received, every field included."""
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        """Every file of a done task: its `url`, or its tracks' `audio_url`s."""
+        if isinstance(self.url, str) and self.url:
+            return (self.url,)
+        return tuple(track.audio_url for track in self.tracks)
 
     @property
     def done(self) -> bool:
@@ -48,7 +76,7 @@ class Task:
         return cls(
             id=str(data["id"]),
             model=str(data.get("model", "")),
-            prompt=str(data.get("prompt", "")),
+            prompt=str(data.get("prompt") or (data.get("input") or {}).get("prompt", "")),
             created_at=int(data.get("created_at") or 0),
             status=str(data["status"]),
             url=data.get("url"),
@@ -56,6 +84,7 @@ class Task:
             message=data.get("message") or data.get("error"),
             progress=_number(data.get("progress")),
             queue_position=_integer(data.get("queue_position")),
+            tracks=_tracks(data.get("result")),
             raw=dict(data),
         )
 
@@ -101,6 +130,18 @@ class TaskPage:
     tasks: list[Task]
     next_cursor: str | None
     """The `cursor` of the next page; None: this is the last one."""
+
+
+def _tracks(result: Any) -> tuple[Track, ...]:
+    """The audio shape's `result`: a list of tracks with an `audio_url` (a string `result`,
+    as generate answers, is a link and not tracks)."""
+    if not isinstance(result, list):
+        return ()
+    return tuple(
+        Track.from_payload(item)
+        for item in result
+        if isinstance(item, dict) and isinstance(item.get("audio_url"), str)
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -123,6 +123,10 @@ tasks = sa.Table(
     sa.Column("refunded_at", sa.Float, nullable=True),
     # Where the task's end is posted (its create's callback_url, or its key's default).
     sa.Column("callback_url", sa.Text, nullable=True),
+    # What its model makes (image, video, audio), and every file it stored ({key, duration,
+    # title}: an audio model's tracks); result_key stays the first file's key.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="image"),
+    sa.Column("result_files", sa.JSON, nullable=True),
     sa.Index("ix_tasks_queue", "status", "enqueued_at"),
     sa.Index("ix_tasks_batch", "status", "batch_key", "enqueued_at"),
     sa.Index("ix_tasks_lease", "status", "lease_expires_at"),

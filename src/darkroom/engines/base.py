@@ -11,6 +11,7 @@ from typing import ClassVar
 from PIL import Image
 
 from darkroom.engines.catalog import ModelSpec
+from darkroom.engines.media import Media
 from darkroom.errors import GenerationError
 
 
@@ -28,8 +29,9 @@ class Job:
     """The task's reference images, read and decoded (RGB) by the worker, in request order."""
 
 
-# An engine answers each job with an image, or with the reason that job alone failed.
-Outcome = Image.Image | GenerationError
+# An engine answers each job with its media (an image, a clip, tracks: the model's kind), or
+# with the reason that job alone failed.
+Outcome = Media | GenerationError
 
 
 @dataclass
@@ -76,7 +78,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
-        """Images for the jobs, in order. Raising fails (and may retry) the whole batch."""
+        """Media for the jobs, in order. Raising fails (and may retry) the whole batch."""
 
     async def close(self) -> None:
         """Frees what it holds (weights, connections); the pool then forgets it."""

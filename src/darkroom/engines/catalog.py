@@ -12,6 +12,9 @@ Read from the settings file (see config.py), one table per model id:
     max_prompt = 400         # the model's cap on a prompt's length after trimming (default 4000)
     max_images = 1           # reference images a request may send (0: none; default: the engine's)
     images_override_ar = true  # an edit keeps the first image's shape, not the request's ar
+    kind = "video"           # image (default), video or audio: the result's container and shape
+    frames = 49              # video: frames per clip (default 49)
+    fps = 24                 # video: frames per second (default 24)
     # any other key is the engine's own option (source, steps, api_key_env, ...)
 
 A built-in engine's options are checked here, against the model its registry entry names, so a
@@ -28,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from darkroom.engines.local.demo_options import DemoOptions
-from darkroom.engines.local.options import DiffusersOptions, TinyOptions
+from darkroom.engines.local.options import DiffusersOptions, MusicgenOptions, TinyOptions
 from darkroom.engines.options import EngineOptions
 from darkroom.engines.sizes import DEFAULT_RATIO, RATIOS, REFERENCE_SIDE, nearest_ratio, size_for
 from darkroom.engines.upstream.options import GoogleOptions, OpenAIOptions, RelayOptions
@@ -37,6 +40,11 @@ from darkroom.money import ZERO, AmountError, parse_amount
 
 MAX_PROMPT = 4000
 """The spec's cap on a prompt's length after trimming; a model may set a lower one."""
+
+KINDS = ("image", "video", "audio")
+"""What a model makes: a WebP image, an MP4 (H.264) clip, or MP3 tracks."""
+DEFAULT_FRAMES = 49  # LTX-Video's and Wan's clips are 8k + 1 frames long
+DEFAULT_FPS = 24
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ BUILT_IN_ENGINES = {
         "darkroom.engines.local.pipeline:open_engine",
         DiffusersOptions,
         {"max_batch": 4, "batch_wait_ms": 75},
+    ),
+    "musicgen": BuiltInEngine(
+        "darkroom.engines.local.audio:open_engine", MusicgenOptions, {"kind": "audio"}
     ),
     "google": BuiltInEngine("darkroom.engines.upstream.google_images:open_engine", GoogleOptions),
     "openai": BuiltInEngine("darkroom.engines.upstream.openai_images:open_engine", OpenAIOptions),
@@ -83,6 +94,12 @@ class ModelSpec:
     batch_wait_ms: int = 0
     price: Decimal = ZERO
     """What one task of this model charges its key."""
+    kind: str = "image"
+    """image, video or audio: decides the result's container, key, content type and shape."""
+    frames: int = DEFAULT_FRAMES
+    """Video: frames per clip."""
+    fps: int = DEFAULT_FPS
+    """Video: frames per second of the clip."""
     options: dict[str, Any] = field(default_factory=dict)
     """The engine's own keys, as the entry wrote them."""
     engine_options: EngineOptions | None = None
@@ -91,6 +108,11 @@ class ModelSpec:
     @property
     def takes_images(self) -> bool:
         return self.max_images > 0
+
+    @property
+    def clip_shape(self) -> tuple[int, int] | None:
+        """A video's frames and fps, which tasks must share to share an engine call."""
+        return (self.frames, self.fps) if self.kind == "video" else None
 
     def size_for(self, ratio: str) -> tuple[int, int]:
         return size_for(ratio, self.native_size)
@@ -112,6 +134,9 @@ _SPEC_FIELDS = {
     "max_batch",
     "batch_wait_ms",
     "price",
+    "kind",
+    "frames",
+    "fps",
 }
 
 
@@ -144,6 +169,7 @@ def _spec(model_id: str, entry: dict[str, Any]) -> ModelSpec:
     known = {**(built_in.defaults if built_in else {})}
     known.update({k: v for k, v in entry.items() if k in _SPEC_FIELDS})
     known.update(_request_rules(model_id, known))
+    known.update(_media_rules(model_id, known, entry))
     if "price" in known:
         known["price"] = _price(model_id, known["price"])
     options = {k: v for k, v in entry.items() if k not in _SPEC_FIELDS}
@@ -195,6 +221,25 @@ def _request_rules(model_id: str, known: dict[str, Any]) -> dict[str, Any]:
             f"got {max_prompt!r}"
         )
     return {"ratios": ratios, "default_ratio": default_ratio, "max_prompt": max_prompt}
+
+
+def _media_rules(model_id: str, known: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry's kind, and a video's frames and fps. A clip fills a GPU alone, so a video
+    model's batch is 1 unless its entry says otherwise (not its engine's image default)."""
+    kind = known.get("kind", "image")
+    if kind not in KINDS:
+        raise CatalogError(f'model "{model_id}": kind must be one of {list(KINDS)}; got {kind!r}')
+    rules: dict[str, Any] = {"kind": kind}
+    for name, default, top in (("frames", DEFAULT_FRAMES, 1000), ("fps", DEFAULT_FPS, 120)):
+        value = known.get(name, default)
+        if type(value) is not int or not 1 <= value <= top:
+            raise CatalogError(
+                f'model "{model_id}": {name} must be a whole number from 1 to {top}; got {value!r}'
+            )
+        rules[name] = value
+    if kind == "video" and "max_batch" not in entry:
+        rules["max_batch"] = 1
+    return rules
 
 
 def _default_ratio(ratios: tuple[str, ...]) -> str:

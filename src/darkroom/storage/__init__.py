@@ -1,12 +1,12 @@
-"""Where finished images go, and the links that fetch them."""
+"""Where finished images, clips and tracks go, and the links that fetch them."""
 
 from __future__ import annotations
 
 from darkroom.config import Settings
 from darkroom.errors import ConfigurationError
-from darkroom.storage.base import Storage, result_key
+from darkroom.storage.base import CONTENT_TYPES, Storage, content_type_of, result_key
 
-__all__ = ["Storage", "open_storage", "result_key"]
+__all__ = ["CONTENT_TYPES", "Storage", "content_type_of", "open_storage", "result_key"]
 
 
 def open_storage(settings: Settings) -> Storage:

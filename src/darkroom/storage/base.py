@@ -29,9 +29,27 @@ class Storage(Protocol):
         ...
 
 
-def result_key(task_id: str, retention_hours: float, attempt: int = 1) -> str:
+# A result's container by its extension: what a link to it is served as.
+CONTENT_TYPES = {"webp": "image/webp", "mp4": "video/mp4", "mp3": "audio/mpeg"}
+
+
+def result_key(
+    task_id: str,
+    retention_hours: float,
+    attempt: int = 1,
+    *,
+    extension: str = "webp",
+    index: int = 0,
+) -> str:
     """`exp48h/<id>_result.webp`: the folder names the retention, as the hosted service's do.
     Later attempts get `<id>_<attempt>_result.webp`, so that two attempts of one task (one
-    whose worker lost its lease and one that took over) never write the same object."""
+    whose worker lost its lease and one that took over) never write the same object. A task's
+    later files (an audio model's second track, ...) are `<id>_result_2.mp3`, ..."""
     name = task_id if attempt <= 1 else f"{task_id}_{attempt}"
-    return f"exp{retention_hours:g}h/{name}_result.webp"
+    suffix = f"_{index + 1}" if index else ""
+    return f"exp{retention_hours:g}h/{name}_result{suffix}.{extension}"
+
+
+def content_type_of(key: str) -> str:
+    """The content type a stored result is served with, from its key's extension."""
+    return CONTENT_TYPES.get(key.rsplit(".", 1)[-1].lower(), "application/octet-stream")

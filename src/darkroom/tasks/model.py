@@ -54,10 +54,45 @@ class TaskParams:
         )
 
 
-def batch_key(model: str, width: int, height: int) -> str:
-    """Tasks with equal keys can share one engine call: same model, same size. Seeds, prompts
-    and negative prompts may differ within a batch."""
-    return f"{model}|{width}x{height}"
+def batch_key(
+    model: str, width: int, height: int, kind: str = "image", clip: tuple[int, int] | None = None
+) -> str:
+    """Tasks with equal keys can share one engine call: same model, kind and size, and for a
+    clip the same frames and fps. Seeds, prompts and negative prompts may differ within a batch.
+    An image's key is `model|WxH`, as it always was, so that queued tasks keep their batches."""
+    key = f"{model}|{width}x{height}" if kind == "image" else f"{model}|{kind}|{width}x{height}"
+    if clip is not None:
+        frames, fps = clip
+        key += f"|{frames}f@{fps}"
+    return key
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One stored file of a done task: an image, a clip, or one of an audio model's tracks."""
+
+    key: str
+    duration: float | None = None
+    """Seconds, for a clip or a track (read from the file)."""
+    title: str | None = None
+    """A track's title."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"key": self.key}
+        if self.duration is not None:
+            data["duration"] = self.duration
+        if self.title is not None:
+            data["title"] = self.title
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResultFile:
+        duration = data.get("duration")
+        return cls(
+            key=str(data["key"]),
+            duration=float(duration) if duration is not None else None,
+            title=data.get("title"),
+        )
 
 
 @dataclass(frozen=True)
@@ -80,6 +115,8 @@ class NewTask:
     """The model's price: what creating the task charges its key."""
     callback_url: str | None = None
     """Where its end is posted (webhooks/), if anywhere."""
+    kind: str = "image"
+    """What its model makes (image, video, audio): the answer's shape follows it."""
 
     @classmethod
     def build(
@@ -95,6 +132,8 @@ class NewTask:
         enqueued_at: float | None = None,
         cost: Decimal = ZERO,
         callback_url: str | None = None,
+        kind: str = "image",
+        clip: tuple[int, int] | None = None,
     ) -> NewTask:
         """A task enqueued now (or at `enqueued_at`), with a fresh id stamped with that time."""
         now = time.time() if enqueued_at is None else enqueued_at
@@ -109,12 +148,13 @@ class NewTask:
             width=width,
             height=height,
             params=params,
-            batch_key=batch_key(model, width, height),
+            batch_key=batch_key(model, width, height, kind, clip),
             created_at=created_at_of(task_id),
             enqueued_at=now,
             max_attempts=max_attempts,
             cost=cost,
             callback_url=callback_url,
+            kind=kind,
         )
 
     def row(self) -> dict[str, Any]:
@@ -151,10 +191,17 @@ class Task:
     cost: Decimal = ZERO
     refunded_at: float | None = None
     callback_url: str | None = None
+    kind: str = "image"
+    result_files: tuple[ResultFile, ...] = ()
+    """Every stored file of a done task (an audio model's tracks); empty for tasks that ended
+    before kinds existed, whose one file is `result_key`."""
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
         values = dict(row._mapping)
+        values["result_files"] = tuple(
+            ResultFile.from_json(item) for item in values.get("result_files") or ()
+        )
         values["status"] = TaskStatus(values["status"])
         values["cancel_requested"] = bool(values["cancel_requested"])
         values["params"] = TaskParams.from_json(values["params"])
@@ -169,6 +216,14 @@ class Task:
     def charged(self) -> Decimal:
         """What the task costs its key now: its cost, or 0 once it was given back."""
         return ZERO if self.refunded_at is not None else self.cost
+
+    @property
+    def stored_keys(self) -> list[str]:
+        """The keys of every file the task stored, for the retention sweep to delete."""
+        keys = [file.key for file in self.result_files]
+        if self.result_key and self.result_key not in keys:
+            keys.insert(0, self.result_key)
+        return keys
 
     @property
     def generation_prompt(self) -> str:

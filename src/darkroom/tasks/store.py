@@ -39,7 +39,7 @@ from darkroom.tasks.admission import (
     KeyLimitReached,
     QueueFull,
 )
-from darkroom.tasks.model import NewTask, Task, TaskStatus
+from darkroom.tasks.model import NewTask, ResultFile, Task, TaskStatus
 from darkroom.tasks.positions import QueuePositions
 from darkroom.webhooks import outbox
 
@@ -282,10 +282,13 @@ class TaskStore:
         async with self.db.read() as conn:
             return set((await conn.execute(query)).scalars().all())
 
-    async def complete(self, task: Task, owner: str, result_key: str) -> bool:
-        """Marks the task done if this owner's attempt still holds the lease."""
+    async def complete(
+        self, task: Task, owner: str, result_key: str, files: Sequence[ResultFile] = ()
+    ) -> bool:
+        """Marks the task done if this owner's attempt still holds the lease; `files` are all
+        its stored files (an audio model's tracks), `result_key` the first one's."""
         async with self.db.write() as conn:
-            return await _finish(conn, _held(task, owner), _done(result_key)) > 0
+            return await _finish(conn, _held(task, owner), _done(result_key, files)) > 0
 
     async def fail(self, task: Task, owner: str, message: str, *, retry: bool) -> TaskStatus | None:
         """Gives the task back to the queue (when retry is allowed and attempts remain) or fails
@@ -430,8 +433,15 @@ async def _end_if_canceled(conn: Connection, task: Task, owner: str) -> bool:
 # -- the states a task can be finished into ---------------------------------------------------
 
 
-def _done(result_key: str) -> State:
-    return {"status": DONE, "result_key": result_key, "finished_at": time.time(), "progress": 100}
+def _done(result_key: str, files: Sequence[ResultFile] = ()) -> State:
+    listed = [file.to_json() for file in files] or None
+    return {
+        "status": DONE,
+        "result_key": result_key,
+        "result_files": listed,
+        "finished_at": time.time(),
+        "progress": 100,
+    }
 
 
 def _failed(message: str) -> State:

@@ -7,7 +7,8 @@
    heartbeat keeps the leases alive, records the batch's progress (at most one write a second)
    and reads which of its tasks their owners canceled, for the engine to stop at its next step.
 4. Generate: one engine call for the tasks that have their images.
-5. Store and finish: store each image and finish each task under its lease.
+5. Store and finish: encode and store each task's files (image, clip or tracks), and finish
+   each task under its lease.
 
 Every task of a batch ends in one outcome: an image, a `GenerationError` (retrying will not
 help; a canceled task is `TaskCanceled` whatever its engine answered), or a server error that
@@ -34,11 +35,13 @@ from PIL import Image
 
 from darkroom import metrics
 from darkroom.engines import BatchMonitor, Catalog, Job, ModelSpec
+from darkroom.engines.encoding import encode
+from darkroom.engines.media import Media
 from darkroom.errors import ConfigurationError, GenerationError, TaskCanceled
 from darkroom.fetch import Fetcher
-from darkroom.images import encode_webp
-from darkroom.storage import Storage, result_key
+from darkroom.storage import Storage, content_type_of, result_key
 from darkroom.tasks import Task, TaskStatus, TaskStore
+from darkroom.tasks.model import ResultFile
 from darkroom.worker.pool import EnginePool
 from darkroom.worker.references import ReferenceImages
 from darkroom.worker.wakeup import Wakeup
@@ -69,7 +72,7 @@ class ServerError:
 
 
 # What a task of a batch ends with.
-Outcome = Image.Image | GenerationError | ServerError
+Outcome = Media | GenerationError | ServerError
 
 
 def new_owner_name(index: int | str) -> str:
@@ -240,7 +243,7 @@ class Worker:
 
     async def _run_engine(
         self, model: str, jobs: list[Job], monitor: BatchMonitor
-    ) -> list[Image.Image | GenerationError]:
+    ) -> list[Media | GenerationError]:
         if model in self._unusable:  # not loaded again: it failed for good
             raise self._unusable[model]
         async with self.engines.use(model) as engine:
@@ -274,19 +277,32 @@ class Worker:
             metrics.TASKS_FAILED.labels(task.model).inc()
         log.info("task not finished", task_id=task.id, status=status, error=repr(error))
 
-    async def _store_and_complete(self, task: Task, image: Image.Image) -> None:
-        data = await asyncio.to_thread(encode_webp, image)
-        # A key of this attempt's own: a worker that lost its lease (paused past it, say)
-        # stores beside the attempt that took over, never over its result.
-        key = result_key(task.id, self.retention_hours, task.attempt)
-        await self.storage.put(key, data, "image/webp")
-        if await self.store.complete(task, self.owner, key):
+    async def _store_and_complete(self, task: Task, media: Media) -> None:
+        files = await self._store(task, media)
+        # An image's one file is its result_key alone, as before kinds; clips and tracks list
+        # their files, with durations and titles.
+        listed = files if task.kind != "image" else []
+        if await self.store.complete(task, self.owner, files[0].key, listed):
             metrics.TASKS_FINISHED.labels(task.model).inc()
-            log.info("task done", task_id=task.id, key=key)
+            log.info("task done", task_id=task.id, keys=[file.key for file in files])
         else:
             log.warning("lease lost before completion; result discarded", task_id=task.id)
-            with contextlib.suppress(Exception):  # no row names it; the lifecycle rule gets it
-                await self.storage.delete([key])
+            with contextlib.suppress(Exception):  # no row names them; the lifecycle rule gets them
+                await self.storage.delete([file.key for file in files])
+
+    async def _store(self, task: Task, media: Media) -> list[ResultFile]:
+        """Encodes the media in a thread (WebP, MP4, MP3) and stores each file under its key."""
+        encoded = await asyncio.to_thread(encode, media)
+        files = []
+        for index, file in enumerate(encoded):
+            # A key of this attempt's own: a worker that lost its lease (paused past it, say)
+            # stores beside the attempt that took over, never over its result.
+            key = result_key(
+                task.id, self.retention_hours, task.attempt, extension=file.extension, index=index
+            )
+            await self.storage.put(key, file.data, content_type_of(key))
+            files.append(ResultFile(key, file.duration, file.title))
+        return files
 
     @contextlib.asynccontextmanager
     async def _heartbeat(self, task_ids: list[str], monitor: BatchMonitor) -> AsyncIterator[None]:

@@ -7,7 +7,11 @@ second Darkroom. Each create request's body is kept (`created`), reference image
 A hostile upstream is scripted with `result_url` (the link a done task names), `result_file`
 (the bytes behind this server's own links), `next_id` (the id the next create answers),
 `repeated_id` (the id every create answers, as a broken upstream might) and `result_answer`
-(called with a task id before each result: an Answer replaces the usual one)."""
+(called with a task id before each result: an Answer replaces the usual one).
+
+Models named in `kinds` make video (a link to a real MP4) or audio (the audio shape: no `url`,
+`result` with `tracks` real MP3 tracks, titled "<prompt> (take N)"), as the hosted service's
+Veo and Suno models answer."""
 
 from __future__ import annotations
 
@@ -17,13 +21,22 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.support.fakes.base import Answer, FakeServer, Request, png
+from tests.support.fakes.media_files import mp3, mp4
 
 API_KEY = "fake-media-api-key-0123456789"
 
 
 class FakeMediaAPI(FakeServer):
-    def __init__(self, polls_before_done: int = 2, progress: int = 50) -> None:
+    def __init__(
+        self,
+        polls_before_done: int = 2,
+        progress: int = 50,
+        kinds: dict[str, str] | None = None,
+        tracks: int = 2,
+    ) -> None:
         super().__init__()
+        self.kinds = kinds or {}
+        self.track_count = tracks
         self.polls_before_done = polls_before_done
         self.progress = progress
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -40,6 +53,10 @@ class FakeMediaAPI(FakeServer):
 
     def answer(self, request: Request) -> Answer:
         path = request.path.split("?")[0]
+        if path.startswith("/files/") and path.endswith(".mp4"):
+            return Answer(200, mp4(), {"Content-Type": "video/mp4"})
+        if path.startswith("/files/") and path.endswith(".mp3"):
+            return Answer(200, mp3(1.0 + int(path[-5])), {"Content-Type": "audio/mpeg"})
         if path.startswith("/files/"):
             body = self.result_file if self.result_file is not None else png(1024, 1024)
             return Answer(200, body, {"Content-Type": "image/png"})
@@ -67,7 +84,11 @@ class FakeMediaAPI(FakeServer):
 
     def _task(self, task_id: str, status: str) -> dict[str, Any]:
         body = self.tasks[task_id]["body"]
-        url = self.result_url or f"{self.base_url}/files/{task_id}_result.png"
+        kind = self.kinds.get(body.get("model"), "image")
+        if kind == "audio":
+            return self._audio_task(task_id, status, body)
+        extension = "mp4" if kind == "video" else "png"
+        url = self.result_url or f"{self.base_url}/files/{task_id}_result.{extension}"
         url = url if status == "done" else None
         return {
             "code": 0,
@@ -77,4 +98,26 @@ class FakeMediaAPI(FakeServer):
             "created_at": int(time.time()),
             "status": status,
             "url": url,
+        }
+
+    def _audio_task(self, task_id: str, status: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The hosted service's audio shape; track N lasts 1 + N seconds."""
+        tracks = [
+            {
+                "id": f"{task_id}-{n}",
+                "status": "succeeded",
+                "audio_url": f"{self.base_url}/files/{task_id}_{n}.mp3",
+                "duration": 1.0 + n,
+                "title": f"{body.get('prompt')} (take {n})",
+            }
+            for n in range(1, self.track_count + 1)
+        ]
+        return {
+            "code": 0,
+            "id": task_id,
+            "model": body.get("model"),
+            "input": {"prompt": body.get("prompt")},
+            "created_at": int(time.time()),
+            "status": status,
+            "result": tracks if status == "done" else None,
         }

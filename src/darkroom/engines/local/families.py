@@ -26,6 +26,7 @@ class Family:
     # must not mix tasks with and without one (see diffusers' force_zeros_for_empty_prompt).
     zeros_for_empty_negative: bool = False
     extra: tuple[tuple[str, Any], ...] = ()  # more pipeline call arguments
+    video: bool = False  # a text-to-video pipeline: its answer is frames, not images
 
     @property
     def call_arguments(self) -> dict[str, Any]:
@@ -45,12 +46,20 @@ FLUX = Family(
     extra=(("max_sequence_length", 512),),
 )
 
+# Text-to-video. LTX-Video (0.9.x) draws 8k + 1 frames at sides that are multiples of 32 and
+# takes the clip's frame rate; Wan 2.1/2.2 draws 4k + 1 frames at multiples of 16. Their
+# native areas are about 768 x 512 and 832 x 480: a square of the same area.
+LTX = Family("ltx", native_size=640, steps=50, guidance=3.0, video=True)
+WAN = Family("wan", native_size=640, steps=50, guidance=5.0, video=True)
+
 # Pipeline class name -> family. AutoPipelineForText2Image picks the class from the folder.
 _BY_CLASS = {
     "StableDiffusionPipeline": SD15,
     "StableDiffusionXLPipeline": SDXL,
     "StableDiffusion3Pipeline": SD3,
     "FluxPipeline": FLUX,
+    "LTXPipeline": LTX,
+    "WanPipeline": WAN,
 }
 SUPPORTED = tuple(_BY_CLASS)
 
@@ -71,6 +80,17 @@ def family_of(pipeline: Any, source: str = "") -> Family:
     return distilled(family, pipeline, source)
 
 
+def check_kind(family: Family, kind: str, source: str) -> None:
+    """A video model's entry must load a video pipeline, and an image model's an image one:
+    otherwise every task would fail in the pipeline call."""
+    if family.video != (kind == "video"):
+        made = "video" if family.video else "images"
+        raise UnsupportedPipeline(
+            f"{source or 'the model'} is a {family.name} pipeline, which makes {made}; "
+            f'its catalog entry says kind = "{kind}"'
+        )
+
+
 def distilled(family: Family, pipeline: Any, source: str) -> Family:
     lowered = source.lower()
     if family is FLUX:
@@ -80,6 +100,8 @@ def distilled(family: Family, pipeline: Any, source: str) -> Family:
             # FLUX.1-schnell: 4 steps, no guidance, prompts up to 256 T5 tokens.
             return replace(family, steps=4, guidance=0.0, extra=(("max_sequence_length", 256),))
         return family
+    if "distilled" in lowered and family.video:  # LTX-Video 0.9.x distilled: 8 steps, no CFG
+        return replace(family, steps=8, guidance=1.0)
     if "turbo" in lowered:
         if family is SD3:  # SD 3.5 Large Turbo
             return replace(family, steps=4, guidance=0.0)

@@ -65,3 +65,17 @@ class TinyOptions(EngineOptions):
     strength: float = Field(DEFAULT_STRENGTH, gt=0, le=1)
     show_reference: float = Field(0.5, ge=0, le=1)
     """Demo: how much of a reference image is blended into the result (0: none)."""
+
+
+class MusicgenOptions(EngineOptions):
+    """A MusicGen text-to-music model through transformers (engines/local/audio.py)."""
+
+    source: str = Field(min_length=1)
+    """A hub id (facebook/musicgen-small, ...), or a folder."""
+    seconds: float = Field(8.0, gt=0, le=30)
+    """Length of each track."""
+    tracks: int = Field(1, ge=1, le=4)
+    """Tracks per task, each from its own draw."""
+    guidance: float = Field(3.0, ge=0)
+    """Classifier-free guidance scale (MusicGen's default 3)."""
+    device: str = Field("auto", pattern=r"^(auto|[a-z]+(:\d+)?)$")

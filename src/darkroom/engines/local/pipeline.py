@@ -1,5 +1,5 @@
-"""The `diffusers` engine: any supported Hugging Face diffusers text-to-image model, from a hub
-id or a local folder, kept loaded for the worker process's life.
+"""The `diffusers` engine: any supported Hugging Face diffusers text-to-image or text-to-video
+model, from a hub id or a local folder, kept loaded for the worker process's life.
 
     [models."sdxl"]
     engine = "diffusers"
@@ -25,6 +25,13 @@ A task with a reference image is drawn from it: by the model's own pipeline when
 (`AutoPipelineForImage2Image.from_pipe`, which shares the loaded weights) from the first image,
 resized to the drawn size, at the entry's `strength`. Tasks with and without images never share
 a pipeline call.
+
+A video model (`kind = "video"`, with `frames` and `fps`: LTX-Video's LTXPipeline, Wan's
+WanPipeline) loads the class its model_index.json names and answers each job with a `Clip`
+of `frames` frames at the task's size, which the worker encodes as MP4; progress and cancel
+work per denoising step as for images, and a clip's batch is one task unless the entry says
+otherwise (a clip fills a GPU alone). Image-to-video is not supported yet: a video task with a
+reference image fails with a message saying so.
 """
 
 from __future__ import annotations
@@ -41,10 +48,11 @@ from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import ModelSpec
-from darkroom.engines.local.families import Family, family_of
+from darkroom.engines.local.families import Family, UnsupportedPipeline, check_kind, family_of
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
 from darkroom.engines.local.options import DTYPES, DiffusersOptions
 from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
+from darkroom.engines.media import Clip, Media
 
 log = structlog.get_logger("darkroom.engines")
 
@@ -86,20 +94,30 @@ class DiffusersEngine(Engine):
 
     def _from_pretrained(self) -> Any:
         import torch
-        from diffusers import AutoPipelineForText2Image
+        from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 
+        # AutoPipeline knows only image tasks; a video folder loads the class it names.
+        loader = DiffusionPipeline if self.spec.kind == "video" else AutoPipelineForText2Image
         dtype = getattr(torch, _dtype_name(self.dtype_name, self.device))
         with warnings.catch_warnings():
             # Recent diffusers prefer `dtype=`; `torch_dtype=` works on every supported version.
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
             variant = {"variant": self.variant} if self.variant else {}
-            pipeline = AutoPipelineForText2Image.from_pretrained(
-                self.source, torch_dtype=dtype, **variant
-            )
+            try:
+                pipeline = loader.from_pretrained(self.source, torch_dtype=dtype, **variant)
+            except ValueError as exc:
+                if "AutoPipeline can't find" not in str(exc):
+                    raise
+                # A video folder under an image entry: say so, as family_of would.
+                raise UnsupportedPipeline(
+                    f"{self.source} is not a text-to-image pipeline ({exc}); a video model's "
+                    'catalog entry says kind = "video"'
+                ) from None
         pipeline.to(self.device)
         pipeline.set_progress_bar_config(disable=True)
         self._tune(pipeline)
         self.family = family_of(pipeline, self.source)
+        check_kind(self.family, self.spec.kind, self.source)
         self._check_native_size(self.family)
         log.info(
             "model loaded",
@@ -207,10 +225,12 @@ class DiffusersEngine(Engine):
             groups.setdefault((job.width, job.height, bool(job.images), negative), []).append(job)
         return list(groups.values())
 
-    def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Image.Image]:
+    def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Media]:
         import torch
 
         assert self.family is not None
+        if self.family.video:
+            return self._call_video(pipeline, jobs, callback)
         width, height = jobs[0].width, jobs[0].height
         drawn_width, drawn_height = self._drawn_size(width, height)
         arguments: dict[str, Any] = {
@@ -231,6 +251,39 @@ class DiffusersEngine(Engine):
         return [
             self._result(_sized(image, width, height), job)
             for image, job in zip(images, jobs, strict=True)
+        ]
+
+    def _call_video(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Media]:
+        """One text-to-video call: a clip of the entry's frames per job, at the task's size."""
+        import torch
+
+        assert self.family is not None
+        if jobs[0].images:
+            raise GenerationError(
+                f"The model {self.spec.id} cannot start a video from a reference image on this "
+                "server yet; leave out images."
+            )
+        width, height = jobs[0].width, jobs[0].height
+        arguments: dict[str, Any] = {
+            "prompt": [job.prompt for job in jobs],
+            "width": width,
+            "height": height,
+            "num_frames": self.spec.frames,
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance,
+            "generator": [torch.Generator(self.device).manual_seed(job.seed) for job in jobs],
+            "callback_on_step_end": callback,
+            "output_type": "pil",
+            **self.family.call_arguments,
+        }
+        if _takes(pipeline, "frame_rate"):  # LTX-Video conditions its positions on the rate
+            arguments["frame_rate"] = self.spec.fps
+        if any(job.negative_prompt for job in jobs):
+            arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        clips = pipeline(**arguments).frames
+        return [
+            Clip(tuple(_sized(frame, width, height) for frame in frames), self.spec.fps)
+            for frames in clips
         ]
 
     def _result(self, image: Image.Image, job: Job) -> Image.Image:

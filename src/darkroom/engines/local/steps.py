@@ -15,9 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from PIL import Image
 
 from darkroom.engines.base import BatchMonitor, GenerationError, Job, Outcome
+from darkroom.engines.media import Media
 from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines")
@@ -56,8 +56,8 @@ class StepCallback:
         return {}  # no tensor replaced
 
 
-# Runs one pipeline call for the jobs and returns their images, in order.
-PipelineCall = Callable[[list[Job], StepCallback], list[Image.Image]]
+# Runs one pipeline call for the jobs and returns their media (images or clips), in order.
+PipelineCall = Callable[[list[Job], StepCallback], list[Media]]
 
 
 def run_jobs(

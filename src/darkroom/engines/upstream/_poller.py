@@ -29,7 +29,7 @@ from darkroom.backoff import Backoff
 from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, GenerationError, Job
 from darkroom.engines.upstream.calls import UpstreamFailure, scrub
-from darkroom.engines.upstream.options import MIN_POLL_SECONDS, RelayOptions
+from darkroom.engines.upstream.options import MIN_POLL_SECONDS, GoogleOptions, RelayOptions
 from darkroom.errors import TaskCanceled
 
 log = structlog.get_logger("darkroom.engines.poller")
@@ -47,7 +47,7 @@ class PollTiming:
     attempts: int = 4  # polls in a row that may fail before the task does
 
     @classmethod
-    def from_options(cls, options: RelayOptions) -> PollTiming:
+    def from_options(cls, options: RelayOptions | GoogleOptions) -> PollTiming:
         first = max(MIN_POLL_SECONDS, options.poll_seconds)
         return cls(
             poll_seconds=first,
@@ -73,7 +73,7 @@ class _Waiting:
     upstream_id: str
     monitor: BatchMonitor
     batch_progress: dict[str, float]  # shared by the tasks of one batch
-    result: asyncio.Future[str]  # the result's URL
+    result: asyncio.Future[Task]  # the done upstream task
     due: float
     deadline: float
     polls: int = 0  # answers that said the task is still running
@@ -107,8 +107,9 @@ class Poller:
 
     async def wait(
         self, job: Job, upstream_id: str, monitor: BatchMonitor, batch_progress: dict[str, float]
-    ) -> str:
-        """The URL of the upstream task's result, once it is done."""
+    ) -> Task:
+        """The upstream task once it is done with a link (its `url`, or an audio model's
+        tracks)."""
         if upstream_id in self._waiting:
             # Two of our tasks cannot share one upstream task: the first keeps it, and this
             # one fails (not retried: the upstream is what is broken). No cancel is sent,
@@ -210,8 +211,8 @@ class Poller:
             waiting.polling = None
 
     def _answered(self, waiting: _Waiting, task: Task, now: float) -> None:
-        if task.done and isinstance(task.url, str):
-            self._settle(waiting, url=task.url)
+        if task.done and task.links:
+            self._settle(waiting, done=task)
         elif task.failed:
             said = task.message
             reason = scrub(said, self.secrets) if isinstance(said, str) else "no reason given"
@@ -253,14 +254,14 @@ class Poller:
 
     @staticmethod
     def _settle(
-        waiting: _Waiting, *, url: str | None = None, error: BaseException | None = None
+        waiting: _Waiting, *, done: Task | None = None, error: BaseException | None = None
     ) -> None:
         if waiting.result.done():  # already settled, or its waiter went away
             return
         if error is not None:
             waiting.result.set_exception(error)
         else:
-            waiting.result.set_result(url or "")
+            waiting.result.set_result(done)
 
     async def _cancel_quietly(self, upstream_id: str) -> None:
         """Asks the upstream to stop too; an upstream without the cancel extension says no."""

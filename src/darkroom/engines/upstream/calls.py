@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import structlog
 import tenacity
-from PIL import Image
 
 from darkroom.engines.base import GenerationError, Job, Outcome
+from darkroom.engines.media import Media
 from darkroom.engines.upstream.options import UpstreamOptions
 from darkroom.errors import Code, TaskCanceled
 
@@ -136,7 +136,7 @@ class Upstream:
 
 
 async def each_job(
-    jobs: list[Job], generate_one: Callable[[Job], Awaitable[Image.Image]]
+    jobs: list[Job], generate_one: Callable[[Job], Awaitable[Media]]
 ) -> list[Outcome]:
     """Runs the jobs of a batch concurrently (each engine's limit bounds them) and answers
     each with its image or the reason it alone failed. Anything else is a bug: it is raised,

@@ -52,6 +52,10 @@ warnings.filterwarnings("ignore", message="The generate_images method is depreca
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> GoogleEngine:
+    if spec.kind == "video":  # Veo: long-running operations (google_videos.py)
+        from darkroom.engines.upstream.google_videos import VeoEngine
+
+        return VeoEngine(spec)
     return GoogleEngine(spec)
 
 

@@ -54,12 +54,21 @@ class GoogleOptions(UpstreamOptions):
     api_key_env: str | None = None
     """Default: GEMINI_API_KEY, then GOOGLE_API_KEY."""
     aspect_ratios: tuple[Ratio, ...] | None = Field(None, min_length=1)
-    """Default: Imagen's five, or Gemini's ten."""
+    """Default: Imagen's five, Gemini's ten, or Veo's two."""
+    # Veo (kind = "video") runs as a long-running operation, polled as the relay polls.
+    poll_seconds: float = Field(5.0, gt=0)
+    """Veo: first wait between polls of an operation (at least MIN_POLL_SECONDS)."""
+    poll_max_seconds: float = Field(20.0, gt=0)
+    task_timeout_seconds: float = Field(900.0, gt=0)
+    """Veo: how long to wait for an operation to finish."""
 
     @property
     def max_images(self) -> int:
         """Imagen draws from text alone; Gemini image models take reference images as parts of
-        the request (3 is where gemini-2.5-flash-image works best; newer ones take more)."""
+        the request (3 is where gemini-2.5-flash-image works best; newer ones take more); Veo
+        takes one, as the clip's first frame."""
+        if self.upstream_model.startswith("veo"):
+            return 1
         return 0 if self.upstream_model.startswith("imagen") else GEMINI_MAX_IMAGES
 
 

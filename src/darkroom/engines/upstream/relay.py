@@ -14,6 +14,11 @@ of the engine), download the result. A task's reference images go upstream as
 own files (private, or signed for this server), and the images were read here already; JPEG at
 quality 92, as the upstream's request bodies may be small.
 
+A video model's MP4 (its `url`) and an audio model's tracks (the audio shape's `result`, each
+`audio_url`) are downloaded the same way, checked to be media PyAV can read (a track's duration
+is read from its file), and stored by the worker in Darkroom's storage, each track its own
+file and link. Audio tasks go upstream without `ar`.
+
 Requests, answers and their error codes are Darkroom's own client's (darkroom/client), with
 its retries off: this engine's limits, timeouts and retries are calls.py's, like every
 upstream engine's, and only its answers decide what may be retried.
@@ -37,6 +42,8 @@ from darkroom.client.errors import ConnectionFailed, DownloadError, UnexpectedRe
 from darkroom.client.models import Task
 from darkroom.engines.base import BatchMonitor, Engine, GenerationError, Job, Outcome
 from darkroom.engines.catalog import CatalogError, ModelSpec
+from darkroom.engines.encoding import duration_of
+from darkroom.engines.media import EncodedVideo, Media, Track, Tracks
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream._poller import Poller, PollTiming
 from darkroom.engines.upstream.calls import (
@@ -68,6 +75,7 @@ _REFUSAL_CODES = {Code.SENSITIVE_CONTENT, Code.UNSAFE_PROMPT}
 # pixels counted from the header before decoding.
 MAX_UPSTREAM_ID = 200  # characters; an id is logged, polled with and kept while it runs
 RESULT_LIMITS = FetchLimits(max_bytes=64 * 1024 * 1024, max_pixels=_images.RESULT_PIXELS)
+MEDIA_MAX_BYTES = 512 * 1024 * 1024  # a minute of 1080p H.264 is well under this
 
 
 def open_engine(spec: ModelSpec, data_dir: Path) -> RelayEngine:
@@ -102,6 +110,10 @@ class RelayEngine(Engine):
         self._fetcher = Fetcher(
             limits=replace(RESULT_LIMITS, timeout_seconds=options.timeout_seconds)
         ).trusting([options.base_url])
+        media_limits = replace(
+            RESULT_LIMITS, max_bytes=MEDIA_MAX_BYTES, timeout_seconds=options.timeout_seconds
+        )
+        self._media_fetcher = Fetcher(limits=media_limits).trusting([options.base_url])
         self._poller = Poller(
             self._fetch,
             self._cancel,
@@ -122,7 +134,7 @@ class RelayEngine(Engine):
 
     async def _relay(
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
-    ) -> Image.Image:
+    ) -> Media:
         images = [_data_url(jpeg) for jpeg in await _images.jpegs(job.images)]
         task = await self.upstream.call(
             lambda: self._asked(self._create(job, images)),
@@ -130,12 +142,29 @@ class RelayEngine(Engine):
         )
         _check_upstream_id(task.id)
         log.info("relayed", task_id=job.task_id, upstream_id=task.id)
-        url = await self._poller.wait(job, task.id, monitor, batch_progress)
+        done = await self._poller.wait(job, task.id, monitor, batch_progress)
         # Every refusal and failure of the fetcher (FetchFailed, naming only the host) fails
         # the task once: a private address, an oversized body or a picture past the pixel
         # cap will not change on a second try.
-        fetched = await self._fetcher.fetch(url, what=RESULT_LINK)
-        return await asyncio.to_thread(self._picture, fetched, url, job)
+        if self.spec.kind == "audio":
+            return Tracks(tuple([await self._track(url, t.title) for url, t in _tracks(done)]))
+        if self.spec.kind == "video":
+            fetched = await self._media_fetcher.fetch(done.links[0], what=RESULT_LINK)
+            return EncodedVideo(await self._media(fetched, done.links[0], "video"))
+        fetched = await self._fetcher.fetch(done.links[0], what=RESULT_LINK)
+        return await asyncio.to_thread(self._picture, fetched, done.links[0], job)
+
+    async def _track(self, url: str, title: str) -> Track:
+        fetched = await self._media_fetcher.fetch(url, what=RESULT_LINK)
+        return Track(await self._media(fetched, url, "audio"), title)
+
+    async def _media(self, fetched: Fetched, url: str, kind: str) -> bytes:
+        """The downloaded clip or track, once PyAV reads a duration from it (in a thread)."""
+        if await asyncio.to_thread(duration_of, fetched.data) is None:
+            raise GenerationError(
+                f"{RESULT_LINK} at {host_for_message(url)} is not {kind} that can be read."
+            )
+        return fetched.data
 
     def _picture(self, fetched: Fetched, url: str, job: Job) -> Image.Image:
         """The result decoded (its pixels counted first) and fitted: run in a thread."""
@@ -144,10 +173,13 @@ class RelayEngine(Engine):
         return _images.fit(_images.rgb_or_rgba(image), job.width, job.height)
 
     def _create(self, job: Job, images: list[str]) -> Awaitable[Task]:
+        audio = self.spec.kind == "audio"
         return self._client.create(
             job.prompt,
             self.model,
-            _images.provider_ratio(self.spec, job.width, job.height, self.ratios),
+            None
+            if audio
+            else _images.provider_ratio(self.spec, job.width, job.height, self.ratios),
             seed=job.seed,  # Darkroom honours it; the hosted service ignores unknown fields
             negative_prompt=job.negative_prompt or None,
             images=images or None,
@@ -210,6 +242,13 @@ class RelayEngine(Engine):
         return UpstreamFailure(
             f"{PROVIDER} refused the request (code {code}: {said})", retryable=False
         )
+
+
+def _tracks(done: Task) -> list[tuple[str, Track]]:
+    """Each track's link with its title: the audio shape's `result`, or a lone `url`."""
+    if done.tracks:
+        return [(track.audio_url, Track(b"", track.title)) for track in done.tracks]
+    return [(url, Track(b"")) for url in done.links]
 
 
 def _data_url(jpeg: bytes) -> str:
