@@ -54,7 +54,9 @@ class TaskObject(BaseModel):
     )
     progress: int | None = Field(None, description="Extension: 0 to 100, while processing")
     queue_position: int | None = Field(
-        None, description="Extension: tasks ahead of this one in the queue, while idle"
+        None,
+        description="Extension, while idle: about how many tasks arrived before this one and "
+        "still wait (refreshed within a second; under fair share an upper bound)",
     )
     message: str | None = Field(None, description="Why the task failed, only when it failed")
     error: str | None = Field(
