@@ -104,8 +104,29 @@ class InternalErrorMiddleware:
         except ClientDisconnect:
             return  # nobody is left to answer
         except Exception:
-            log.exception("internal error", path=scope.get("path"), method=scope.get("method"))
             if started:
+                log_internal_error(scope)
                 raise
-            error = InternalError("Please try again later.")
-            await error_response(error)(scope, receive, send)
+            await internal_error_response(scope)(scope, receive, send)
+
+
+def log_internal_error(scope: Scope) -> None:
+    log.exception("internal error", path=scope.get("path"), method=scope.get("method"))
+
+
+def internal_error_response(scope: Scope) -> JSONResponse:
+    """Code 1 for an exception no handler answers, logged with the request's path and method
+    (called while the exception is being handled, for its traceback)."""
+    log_internal_error(scope)
+    return error_response(InternalError("Please try again later."))
+
+
+async def handled_response(request: Request, exc: Exception) -> JSONResponse:
+    """What the app answers an exception with: its handler's answer, looked up along its
+    class's MRO as Starlette does, or code 1 (for routes called outside Starlette's
+    middleware: api/hot.py)."""
+    for cls in type(exc).__mro__:
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            return await handler(request, exc)  # type: ignore[no-any-return]
+    return internal_error_response(request.scope)

@@ -57,13 +57,21 @@ def _body_doc(model: type) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
-@router.post("/create", openapi_extra=_body_doc(CreateRequest), response_model_exclude_unset=True)
-async def create(request: Request, app: CurrentApp, key: AuthorizedKey) -> TaskObject:
+@router.post(
+    "/create",
+    openapi_extra=_body_doc(CreateRequest),
+    response_model=TaskObject,
+    response_model_exclude_unset=True,
+)
+async def create(request: Request) -> Response:
     """Queue a generation task; answers at once with `status: "idle"`."""
+    # A hot route (api/hot.py), as /result is: its steps are called here, not declared.
+    app = current_app_of(request)
+    key = await require_key(request, app)
     data = await read_json_body(request, app.settings.max_body_bytes)
     body = parse_create(data, _choices(app, key))
     task = await accept_task(app, key, body, requested_idempotency(request, body))
-    return TaskObject.of(task, app.storage, app.settings.retention_seconds)
+    return _answer(TaskObject.of(task, app.storage, app.settings.retention_seconds))
 
 
 async def accept_task(
@@ -128,15 +136,19 @@ RequestedTaskId = Annotated[str, Depends(requested_task_id)]
 )
 async def result(request: Request) -> Response:
     """The task's current state; `task_id` in the query string or in the JSON body."""
-    # The hottest route of a busy server (clients poll it): its steps are called here rather
-    # than declared as dependencies, and it answers JSON directly, which FastAPI's dependency
-    # solving and response validation cost as much as the rest of the request.
+    # The hottest route of a busy server (clients poll it), served before FastAPI's stack
+    # (api/hot.py): its steps are called here rather than declared as dependencies, and it
+    # answers JSON directly, as FastAPI's response validation costs as much as the rest.
     app = current_app_of(request)
     key = await require_key(request, app)
     task_id = await requested_task_id(request, app)
     task = await app.store.get(task_id, key_id=key.id)
-    answer = await _live_answer(app, _found(task, task_id))
-    return JSONResponse(answer.model_dump(mode="json", exclude_unset=True))
+    return _answer(await _live_answer(app, _found(task, task_id)))
+
+
+def _answer(task: TaskObject) -> JSONResponse:
+    """The task object as FastAPI's `response_model_exclude_unset` would write it."""
+    return JSONResponse(task.model_dump(mode="json", exclude_unset=True))
 
 
 @router.post("/cancel", openapi_extra=_body_doc(ResultRequest), response_model_exclude_unset=True)
@@ -226,3 +238,11 @@ def _new_task(app: App, key: ApiKey, spec: ModelSpec, body: CreateRequest) -> Ne
         kind=spec.kind,
         clip=spec.clip_shape,
     )
+
+
+HOT_ROUTES = {
+    ("POST", "/v1/media/create"): create,
+    ("GET", "/v1/media/result"): result,
+    ("POST", "/v1/media/result"): result,
+}
+"""The routes `darkroom serve` dispatches before FastAPI's stack (api/hot.py)."""

@@ -20,7 +20,9 @@ from starlette.types import ASGIApp
 
 from darkroom import logs
 from darkroom.api.app import create_app
+from darkroom.api.hot import HotRoutes
 from darkroom.api.limits import BodyTimeout
+from darkroom.api.media import HOT_ROUTES
 from darkroom.api.protocols import limited_protocol
 from darkroom.config import Settings
 
@@ -38,7 +40,7 @@ def app_from_env() -> ASGIApp:
 def served_app(settings: Settings) -> ASGIApp:
     app = create_app(settings)
     _freeze_heap_after_startup(app)
-    return BodyTimeout(app, seconds=settings.body_timeout_seconds)
+    return BodyTimeout(HotRoutes(app, HOT_ROUTES), seconds=settings.body_timeout_seconds)
 
 
 def http_protocol(settings: Settings) -> type:

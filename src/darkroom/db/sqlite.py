@@ -182,8 +182,15 @@ class _PreparedLookup:
         self.binds = list(compiled.positiontup or ())
         columns = list(statement.selected_columns)
         self.names = [column.key for column in columns]
-        self.processors = [
+        processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        # Most columns come back from the driver as they are: only the few with a processor
+        # (JSON, Money, ...) are converted, after the row is built in one C-level step.
+        self.converted = [
+            (index, name, process)
+            for index, (name, process) in enumerate(zip(self.names, processors, strict=True))
+            if process is not None
         ]
 
     def run(self, conn: Connection, parameters: Mapping[str, Any]) -> LookupRows:
@@ -197,10 +204,10 @@ class _PreparedLookup:
         return LookupRows([self._row(values) for values in rows])
 
     def _row(self, values: Sequence[Any]) -> LookupRow:
-        return LookupRow(
-            (name, process(value) if process is not None else value)
-            for name, process, value in zip(self.names, self.processors, values, strict=True)
-        )
+        row = LookupRow(zip(self.names, values, strict=True))
+        for index, name, process in self.converted:
+            row[name] = process(values[index])
+        return row
 
 
 class LookupRow(dict[str, Any]):

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from darkroom.db import Database, idempotency, tasks
+from darkroom.db.inserts import insert_rows
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, balance
 from darkroom.keys.limits import DAY_SECONDS
 from darkroom.money import ZERO, json_number
@@ -39,7 +40,6 @@ MAX_GROUP = 256
 _DEPTH = (
     sa.select(sa.func.count()).select_from(tasks).where(tasks.c.status == TaskStatus.IDLE.value)
 )
-_INSERT = tasks.insert().returning(*tasks.c, sort_by_parameter_order=True)
 
 
 IDEMPOTENCY_SECONDS = 24 * 3600
@@ -208,10 +208,11 @@ def _admit(
             depth += 1
             continue
         _release_idempotency(conn, create)  # refused: the key may be used again
-    if accepted:
-        rows = conn.execute(_INSERT, [_row(group[i].new) for i in accepted]).all()
-        for index, row in zip(accepted, rows, strict=True):
-            outcomes[index] = Task.from_row(row)
+    # The tasks as inserted: what the row holds is what was written, so nothing is read back.
+    rows = [_row(group[index].new) for index in accepted]
+    insert_rows(conn, tasks, rows)
+    for index, row in zip(accepted, rows, strict=True):
+        outcomes[index] = Task.from_row(row)
     for index, task_id in replayed.items():
         row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one()
         outcomes[index] = Task.from_row(row)

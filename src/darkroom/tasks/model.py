@@ -198,7 +198,8 @@ class Task:
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
-        values = dict(row._mapping)
+        """The task of a table row (a SQLAlchemy row, or a mapping of its columns' values)."""
+        values = dict(row._mapping if hasattr(row, "_mapping") else row)
         values["result_files"] = tuple(
             ResultFile.from_json(item) for item in values.get("result_files") or ()
         )
