@@ -85,20 +85,26 @@ def _clip_config(tokenizer: Any) -> Any:
 
 
 def _t5_encoder(tokenizer: Any, d_model: int) -> Any:
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5EncoderModel
 
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=d_model,
-            d_kv=8,
-            d_ff=64,
-            num_layers=1,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+    return T5EncoderModel(tiny_t5_config(tokenizer, d_model))
+
+
+def tiny_t5_config(tokenizer: Any, d_model: int = T5_DIM) -> Any:
+    """The tiny T5 text encoder's configuration, for `tokenizer` (t5_tokenizer): the one the
+    image and video families and MusicGen share, `d_model` wide."""
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
 
 
