@@ -15,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from darkroom.cli.common import ConfigOption, migrated_app
 from darkroom.keys import NO_LIMITS, ApiKey, Limits, TopUpRefused
-from darkroom.keys.store import UNSET
+from darkroom.keys.store import UNSET, KeyStore
 from darkroom.money import AmountError, json_number, parse_amount
 from darkroom.webhooks.target import callback_problem
 
@@ -30,6 +32,10 @@ keys = typer.Typer(
     help="Create, list, top up and revoke API keys; rotate their webhook secrets.",
     no_args_is_help=True,
 )
+
+T = TypeVar("T")
+
+KeyArgument = Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")]
 
 
 def _amount(text: str, what: str, *, positive: bool = False) -> Decimal:
@@ -46,6 +52,27 @@ def _amount(text: str, what: str, *, positive: bool = False) -> Decimal:
 def _usage_error(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
+
+
+def _no_live_key(key: str) -> typer.Exit:
+    typer.echo(f"error: no live key matches {key!r}", err=True)
+    return typer.Exit(1)
+
+
+def _check_callback_url(url: str) -> None:
+    """Exit 2 with the target's problem (webhooks/target.py) if `url` cannot be one."""
+    if problem := callback_problem(url):
+        raise _usage_error(f"--callback-url: {problem.removeprefix('callback_url ')}")
+
+
+def _on_keys(config: Path | None, work: Callable[[KeyStore], Awaitable[T]]) -> T:
+    """What `work` returns, run on the key store of the configured app (schema migrated)."""
+
+    async def run() -> T:
+        async with migrated_app(config) as app:
+            return await work(app.keys)
+
+    return asyncio.run(run())
 
 
 # A key's share and limits (keys/limits.py, tasks/fair.py); unset: the server's defaults.
@@ -101,25 +128,24 @@ def keys_create(
     if start is None and limit:
         raise _usage_error("--credit-limit needs --balance: an unmetered key has no balance")
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
-    if callback_url is not None and (problem := callback_problem(callback_url)):
-        raise _usage_error(f"--callback-url: {problem.removeprefix('callback_url ')}")
+    if callback_url is not None:
+        _check_callback_url(callback_url)
 
-    async def run() -> tuple[str, str | None]:
-        async with migrated_app(config) as app:
-            raw, key = await app.keys.create(
-                name,
-                models=allowed,
-                balance=start,
-                credit_limit=limit,
-                admin=admin,
-                weight=1.0 if weight is None else weight,
-                priority=priority or 0,
-                limits=limits,
-                callback_url=callback_url,
-            )
-            return raw, await app.keys.webhook_secret(key.id)
+    async def create(store: KeyStore) -> tuple[str, str | None]:
+        raw, key = await store.create(
+            name,
+            models=allowed,
+            balance=start,
+            credit_limit=limit,
+            admin=admin,
+            weight=1.0 if weight is None else weight,
+            priority=priority or 0,
+            limits=limits,
+            callback_url=callback_url,
+        )
+        return raw, await store.webhook_secret(key.id)
 
-    raw, secret = asyncio.run(run())
+    raw, secret = _on_keys(config, create)
     typer.echo(f"webhook secret: {secret}", err=True)
     typer.echo(raw)
 
@@ -128,12 +154,7 @@ def keys_create(
 def keys_list(config: ConfigOption = None) -> None:
     """List keys, one JSON object a line (never the keys themselves: they are stored hashed);
     `balance` is null for an unmetered key."""
-
-    async def run() -> list[ApiKey]:
-        async with migrated_app(config) as app:
-            return await app.keys.list()
-
-    for key in asyncio.run(run()):
+    for key in _on_keys(config, lambda store: store.list()):
         typer.echo(json.dumps(_listed(key)))
 
 
@@ -150,7 +171,7 @@ def _listed(key: ApiKey) -> dict[str, Any]:
 
 @keys.command("update")
 def keys_update(
-    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    key: KeyArgument,
     rate: Rate = None,
     max_waiting: MaxWaiting = None,
     max_running: MaxRunning = None,
@@ -170,48 +191,40 @@ def keys_update(
     prints the key as `keys list` does. Running servers see the change within
     DARKROOM_KEY_CACHE_SECONDS."""
     given = _limits(rate, max_waiting, max_running, daily_spend)
-    if callback_url and (problem := callback_problem(callback_url)):
-        raise _usage_error(f"--callback-url: {problem.removeprefix('callback_url ')}")
+    if callback_url:  # empty: remove it
+        _check_callback_url(callback_url)
 
-    async def run() -> ApiKey | None:
-        async with migrated_app(config) as app:
-            found = await app.keys.find(key)
-            if found is None:
-                return None
-            base = NO_LIMITS if clear_limits else found.limits
-            changes = {name: value for name, value in vars(given).items() if value is not None}
-            limits = dataclasses.replace(base, **changes)
-            return await app.keys.set_limits(
-                key,
-                limits=limits,
-                weight=found.weight if weight is None else weight,
-                priority=found.priority if priority is None else priority,
-                callback_url=UNSET if callback_url is None else (callback_url or None),
-            )
+    async def update(store: KeyStore) -> ApiKey | None:
+        found = await store.find(key)
+        if found is None:
+            return None
+        base = NO_LIMITS if clear_limits else found.limits
+        changes = {name: value for name, value in vars(given).items() if value is not None}
+        return await store.set_limits(
+            key,
+            limits=dataclasses.replace(base, **changes),
+            weight=found.weight if weight is None else weight,
+            priority=found.priority if priority is None else priority,
+            callback_url=UNSET if callback_url is None else (callback_url or None),
+        )
 
-    updated = asyncio.run(run())
+    updated = _on_keys(config, update)
     if updated is None:
-        typer.echo(f"error: no live key matches {key!r}", err=True)
-        raise typer.Exit(1)
+        raise _no_live_key(key)
     typer.echo(json.dumps(_listed(updated)))
 
 
 # "-5" is an amount to refuse in words, not an unknown option.
 @keys.command("topup", context_settings={"ignore_unknown_options": True})
 def keys_topup(
-    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    key: KeyArgument,
     amount: Annotated[str, typer.Argument(help="The money to add, a positive number")],
     config: ConfigOption = None,
 ) -> None:
     """Add money to a metered key's balance; prints the new balance."""
     added = _amount(amount, "AMOUNT", positive=True)
-
-    async def run() -> Decimal:
-        async with migrated_app(config) as app:
-            return await app.keys.topup(key, added)
-
     try:
-        balance = asyncio.run(run())
+        balance = _on_keys(config, lambda store: store.topup(key, added))
     except TopUpRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -220,34 +233,22 @@ def keys_topup(
 
 @keys.command("revoke")
 def keys_revoke(
-    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    key: KeyArgument,
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key: its requests are refused from now on."""
-
-    async def run() -> bool:
-        async with migrated_app(config) as app:
-            return await app.keys.revoke(key)
-
-    if not asyncio.run(run()):
-        typer.echo(f"error: no live key matches {key!r}", err=True)
-        raise typer.Exit(1)
+    if not _on_keys(config, lambda store: store.revoke(key)):
+        raise _no_live_key(key)
     typer.echo("revoked", err=True)
 
 
 @keys.command("webhook-secret")
 def keys_webhook_secret(
-    key: Annotated[str, typer.Argument(help="The key's id or prefix as listed, or the key")],
+    key: KeyArgument,
     config: ConfigOption = None,
 ) -> None:
     """Give a key a new webhook secret and print it (the old one signs nothing from now on)."""
-
-    async def run() -> str | None:
-        async with migrated_app(config) as app:
-            return await app.keys.rotate_webhook_secret(key)
-
-    secret = asyncio.run(run())
+    secret = _on_keys(config, lambda store: store.rotate_webhook_secret(key))
     if secret is None:
-        typer.echo(f"error: no live key matches {key!r}", err=True)
-        raise typer.Exit(1)
+        raise _no_live_key(key)
     typer.echo(secret)

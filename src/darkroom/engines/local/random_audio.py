@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from darkroom.engines.local.random_weights import _seeded, save_atomically, t5_tokenizer
+from darkroom.engines.local.random_weights import (
+    _seeded,
+    save_atomically,
+    t5_tokenizer,
+    tiny_t5_config,
+)
 
 SAMPLING_RATE = 16000  # the tiny codec's; MusicGen's own is 32 kHz
 
@@ -28,22 +33,11 @@ class _Saved:
             MusicgenConfig,
             MusicgenDecoderConfig,
             MusicgenForConditionalGeneration,
-            T5Config,
         )
 
         _seeded()
         tokenizer = t5_tokenizer()
-        text = T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=1,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        text = tiny_t5_config(tokenizer, d_model=32)
         # 16 kHz in frames of 320 samples: 50 frames a second, as MusicGen's codec has.
         codec = EncodecConfig(
             target_bandwidths=[2.0],

@@ -85,20 +85,26 @@ def _clip_config(tokenizer: Any) -> Any:
 
 
 def _t5_encoder(tokenizer: Any, d_model: int) -> Any:
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5EncoderModel
 
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=d_model,
-            d_kv=8,
-            d_ff=64,
-            num_layers=1,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+    return T5EncoderModel(tiny_t5_config(tokenizer, d_model))
+
+
+def tiny_t5_config(tokenizer: Any, d_model: int = T5_DIM) -> Any:
+    """The tiny T5 text encoder's configuration, for `tokenizer` (t5_tokenizer): the one the
+    image and video families and MusicGen share, `d_model` wide."""
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
 
 
@@ -118,26 +124,32 @@ def _vae(latent_channels: int, **extra: Any) -> Any:
     )
 
 
-# -- the families ----------------------------------------------------------------------------
+def _unet(**extra: Any) -> Any:
+    from diffusers import UNet2DConditionModel
 
-
-def _sd15() -> Any:
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    _seeded()
-    tokenizer = clip_tokenizer()
-    text_encoder = CLIPTextModel(_clip_config(tokenizer))
-    unet = UNet2DConditionModel(
+    # Two blocks, the second with cross-attention: SD 1.5's and SDXL's UNet at a small size.
+    return UNet2DConditionModel(
         sample_size=16,
         block_out_channels=(32, 64),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=TEXT_DIM,
-        attention_head_dim=4,
         norm_num_groups=8,
+        **extra,
     )
+
+
+# -- the families ----------------------------------------------------------------------------
+
+
+def _sd15() -> Any:
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    _seeded()
+    tokenizer = clip_tokenizer()
+    text_encoder = CLIPTextModel(_clip_config(tokenizer))
+    unet = _unet(cross_attention_dim=TEXT_DIM, attention_head_dim=4)
     return StableDiffusionPipeline(
         vae=_vae(4),
         text_encoder=text_encoder,
@@ -151,18 +163,13 @@ def _sd15() -> Any:
 
 
 def _sdxl() -> Any:
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     _seeded()
     tokenizer = clip_tokenizer()
     time_dim = 8
-    unet = UNet2DConditionModel(
-        sample_size=16,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _unet(
         attention_head_dim=(4, 8),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -170,7 +177,6 @@ def _sdxl() -> Any:
         # Six size/crop numbers embedded, plus the second encoder's pooled projection.
         projection_class_embeddings_input_dim=6 * time_dim + TEXT_DIM,
         cross_attention_dim=2 * TEXT_DIM,  # both encoders' hidden states, side by side
-        norm_num_groups=8,
     )
     return StableDiffusionXLPipeline(
         vae=_vae(4),

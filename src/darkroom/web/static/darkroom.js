@@ -104,26 +104,38 @@ function randomSeed() {
   return words[0] % 2147483647;
 }
 
+// The key form's part of a component (templates/key_form.html): the key pasted is kept in
+// `slot` of this tab's sessionStorage. The component says what follows, in keyUsed() and
+// keyForgotten().
+function keyForm(slot) {
+  return {
+    keyInput: "",
+    saved: Boolean(sessionStorage.getItem(slot)),
+    useKey() {
+      const key = this.keyInput.trim();
+      if (!key) return;
+      sessionStorage.setItem(slot, key);
+      this.keyInput = "";
+      this.saved = true;
+      this.keyUsed();
+    },
+    forgetKey() {
+      sessionStorage.removeItem(slot);
+      this.saved = false;
+      this.keyForgotten();
+    },
+  };
+}
+
 document.addEventListener("alpine:init", () => {
   const Alpine = window.Alpine;
 
   Alpine.data("keyBox", () => ({
-    keyInput: "",
-    saved: false,
-    init() {
-      this.saved = Boolean(sessionStorage.getItem(KEY_SLOT));
-    },
-    useKey() {
-      const key = this.keyInput.trim();
-      if (!key) return;
-      sessionStorage.setItem(KEY_SLOT, key);
-      this.keyInput = "";
-      this.saved = true;
+    ...keyForm(KEY_SLOT),
+    keyUsed() {
       window.dispatchEvent(new CustomEvent("darkroom:key"));
     },
-    forgetKey() {
-      sessionStorage.removeItem(KEY_SLOT);
-      this.saved = false;
+    keyForgotten() {
       window.dispatchEvent(new CustomEvent("darkroom:key"));
     },
   }));
@@ -383,8 +395,7 @@ document.addEventListener("alpine:init", () => {
   }));
 
   Alpine.data("console", () => ({
-    keyInput: "",
-    saved: false,
+    ...keyForm(ADMIN_SLOT),
     keys: [],
     queue: [],
     workers: [],
@@ -400,20 +411,12 @@ document.addEventListener("alpine:init", () => {
     admin: false,
     timer: null,
     init() {
-      this.saved = Boolean(sessionStorage.getItem(ADMIN_SLOT));
       this.refresh();
     },
-    useKey() {
-      const key = this.keyInput.trim();
-      if (!key) return;
-      sessionStorage.setItem(ADMIN_SLOT, key);
-      this.keyInput = "";
-      this.saved = true;
+    keyUsed() {
       this.refresh();
     },
-    forgetKey() {
-      sessionStorage.removeItem(ADMIN_SLOT);
-      this.saved = false;
+    keyForgotten() {
       this.keys = [];
       this.queue = [];
       this.workers = [];
