@@ -254,10 +254,7 @@ class DiffusersEngine(Engine):
 
     def _refusal(self, jobs: list[Job]) -> str:
         """Why a video model cannot serve these jobs (all with images or all without), or ""."""
-        if self._video is None:
-            return ""
-        pipeline = self._video.for_images(bool(jobs[0].images))
-        return pipeline if isinstance(pipeline, str) else ""
+        return self._video.refusal(bool(jobs[0].images)) if self._video else ""
 
     def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Media]:
         import torch
@@ -293,8 +290,8 @@ class DiffusersEngine(Engine):
         import torch
 
         assert self.family is not None and self._video is not None
-        pipeline = self._video.for_images(bool(jobs[0].images))
-        assert not isinstance(pipeline, str)
+        pipeline = self._video.pipeline_for(bool(jobs[0].images))
+        assert pipeline is not None
         width, height = jobs[0].width, jobs[0].height
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
@@ -313,9 +310,9 @@ class DiffusersEngine(Engine):
         if any(job.negative_prompt for job in jobs):
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
         if jobs[0].images:
-            frames = [first_frame(job.images[0], width, height) for job in jobs]
+            starts = [first_frame(job.images[0], width, height) for job in jobs]
             # Wan's call takes one picture, not a list of one (one_first_frame_per_call).
-            arguments["image"] = frames[0] if len(frames) == 1 else frames
+            arguments["image"] = starts[0] if len(starts) == 1 else starts
         clips = pipeline(**arguments).frames
         return [
             Clip(tuple(_sized(frame, width, height) for frame in frames), self.spec.fps)

@@ -31,11 +31,15 @@ class VideoPipelines:
     text_refusal: str = ""
     first_frame_refusal: str = ""
 
-    def for_images(self, with_images: bool) -> Any | str:
-        """The pipeline for tasks with (or without) a first frame, or why there is none."""
-        if with_images:
-            return self.first_frame if self.first_frame is not None else self.first_frame_refusal
-        return self.text if self.text is not None else self.text_refusal
+    def pipeline_for(self, with_images: bool) -> Any | None:
+        """The pipeline for tasks with (or without) a first frame."""
+        return self.first_frame if with_images else self.text
+
+    def refusal(self, with_images: bool) -> str:
+        """Why tasks with (or without) a first frame cannot be served; "" when they can."""
+        if self.pipeline_for(with_images) is not None:
+            return ""
+        return self.first_frame_refusal if with_images else self.text_refusal
 
 
 def video_pipelines(loaded: Any, model: str) -> VideoPipelines:
