@@ -1,11 +1,13 @@
 """A video model through the real server: a tiny random-weight LTX-Video pipeline behind
 `darkroom serve`, on both backends. The task's `url` downloads a real MP4 (decoded here with
 PyAV: H.264, the entry's frame count and fps, the ratio's size), stored as `<id>_result.mp4`
-and served as video/mp4; the models listing names its kind; /generate answers its link and
-`darkroom generate -o clip` saves clip.mp4."""
+and served as video/mp4; the models listing names its kind; a task with a `data:` reference
+image starts its clip from it (a real MP4 again, at the ratio's size, not the image's);
+/generate answers its link and `darkroom generate -o clip` saves clip.mp4."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+from PIL import Image, ImageDraw
 
 from darkroom.engines.local.random_video import build_video
 from tests.support.backends import Backend
@@ -65,6 +68,33 @@ def test_a_video_task_answers_a_real_mp4_of_its_frames_fps_and_size(
         assert f"{created['id']}_result.mp4" in task["url"]
         download = httpx.get(task["url"], timeout=30)
         assert download.status_code == 200
+        assert download.headers["content-type"] == "video/mp4"
+        assert decoded(download.content) == ("h264", FRAMES, FPS, (192, 128))
+
+
+def data_url(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_video_task_with_a_reference_image_starts_its_mp4_from_it(
+    tmp_path: Path, video_catalog: Path
+) -> None:
+    """A square picture for a 16:9 clip: the first frame is cropped to the clip's size."""
+    picture = Image.new("RGB", (96, 96), (120, 120, 120))
+    ImageDraw.Draw(picture).rectangle((0, 0, 47, 47), fill=(250, 250, 40))
+    with running(tmp_path, video_catalog) as darkroom:
+        client = client_for(darkroom, darkroom.create_key())
+        [listed] = client.get("/v1/media/models").json()["data"]
+        assert listed["max_images"] == 1
+        created = client.post(
+            "/v1/media/create",
+            json={"model": "tiny-ltx", "prompt": "a fox", "ar": "16:9", "image": data_url(picture)},
+        ).json()
+        task = wait_for_status(client, created["id"])
+        assert task["status"] == "done", task
+        download = httpx.get(task["url"], timeout=30)
         assert download.headers["content-type"] == "video/mp4"
         assert decoded(download.content) == ("h264", FRAMES, FPS, (192, 128))
 

@@ -197,7 +197,7 @@ def _max_images(model_id: str, known: dict[str, Any], typed: EngineOptions | Non
     elif takes_images is not None:
         count = 1 if takes_images else 0
     else:
-        count = typed.max_images if typed else 0
+        count = typed.max_images_for(known["kind"]) if typed else 0
     if type(count) is not int or count < 0:
         raise CatalogError(
             f'model "{model_id}": max_images must be a whole number, 0 or more; got {count!r}'

@@ -39,6 +39,11 @@ class EngineOptions(BaseModel):
         (`max_images`): none, unless the engine knows what its model takes."""
         return 0
 
+    def max_images_for(self, kind: str) -> int:
+        """`max_images` for a model of this kind (image, video, audio): the same for most
+        engines; one whose video models take a first frame says so here."""
+        return self.max_images
+
     @classmethod
     def parse(cls, model_id: str, engine: str, options: Mapping[str, Any]) -> Self:
         """The options of a catalog entry, or a CatalogError naming each option that is wrong."""

@@ -26,7 +26,9 @@ class Family:
     # must not mix tasks with and without one (see diffusers' force_zeros_for_empty_prompt).
     zeros_for_empty_negative: bool = False
     extra: tuple[tuple[str, Any], ...] = ()  # more pipeline call arguments
-    video: bool = False  # a text-to-video pipeline: its answer is frames, not images
+    video: bool = False  # a video pipeline: its answer is frames, not images
+    # Wan's image-to-video pipeline takes one first frame per call (video.py).
+    one_first_frame_per_call: bool = False
 
     @property
     def call_arguments(self) -> dict[str, Any]:
@@ -46,20 +48,26 @@ FLUX = Family(
     extra=(("max_sequence_length", 512),),
 )
 
-# Text-to-video. LTX-Video (0.9.x) draws 8k + 1 frames at sides that are multiples of 32 and
-# takes the clip's frame rate; Wan 2.1/2.2 draws 4k + 1 frames at multiples of 16. Their
-# native areas are about 768 x 512 and 832 x 480: a square of the same area.
+# Video, from text or from a first frame (video.py). LTX-Video (0.9.x) draws 8k + 1 frames at
+# sides that are multiples of 32 and takes the clip's frame rate; Wan 2.1/2.2 draws 4k + 1
+# frames at multiples of 16. Their native areas are about 768 x 512 and 832 x 480: a square of
+# the same area.
 LTX = Family("ltx", native_size=640, steps=50, guidance=3.0, video=True)
-WAN = Family("wan", native_size=640, steps=50, guidance=5.0, video=True)
+WAN = Family(
+    "wan", native_size=640, steps=50, guidance=5.0, video=True, one_first_frame_per_call=True
+)
 
-# Pipeline class name -> family. AutoPipelineForText2Image picks the class from the folder.
+# Pipeline class name -> family. AutoPipelineForText2Image picks an image folder's class;
+# a video folder loads the class its model_index.json names.
 _BY_CLASS = {
     "StableDiffusionPipeline": SD15,
     "StableDiffusionXLPipeline": SDXL,
     "StableDiffusion3Pipeline": SD3,
     "FluxPipeline": FLUX,
     "LTXPipeline": LTX,
+    "LTXImageToVideoPipeline": LTX,
     "WanPipeline": WAN,
+    "WanImageToVideoPipeline": WAN,  # Wan 2.1 I2V-14B, Wan 2.2 I2V-A14B
 }
 SUPPORTED = tuple(_BY_CLASS)
 

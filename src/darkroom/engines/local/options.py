@@ -25,7 +25,7 @@ DTYPES = {
 
 
 class DiffusersOptions(EngineOptions):
-    """A diffusers text-to-image model (engines/local/pipeline.py)."""
+    """A diffusers text-to-image or video model (engines/local/pipeline.py)."""
 
     source: str = Field(min_length=1)
     """A hub id, or a folder (absolute, or relative to the data directory)."""
@@ -43,6 +43,11 @@ class DiffusersOptions(EngineOptions):
     """Channels-last memory format for UNets on CUDA."""
     strength: float = Field(DEFAULT_STRENGTH, gt=0, le=1)
     """Image-to-image: how much of the reference is redrawn (1: all of it)."""
+
+    def max_images_for(self, kind: str) -> int:
+        """A video model takes one reference image, its clip's first frame (LTX-Video and Wan
+        image-to-video; pipeline.py); an image model draws from text unless its entry says."""
+        return 1 if kind == "video" else 0
 
     @field_validator("dtype")
     @classmethod

@@ -1,5 +1,6 @@
-"""The `diffusers` engine: any supported Hugging Face diffusers text-to-image or text-to-video
-model, from a hub id or a local folder, kept loaded for the worker process's life.
+"""The `diffusers` engine: any supported Hugging Face diffusers text-to-image, text-to-video or
+image-to-video model, from a hub id or a local folder, kept loaded for the worker process's
+life.
 
     [models."sdxl"]
     engine = "diffusers"
@@ -12,7 +13,7 @@ model, from a hub id or a local folder, kept loaded for the worker process's lif
     compile = false       # torch.compile the UNet or transformer (CUDA; slow first batches)
     max_batch = 8
     batch_wait_ms = 75
-    max_images = 1        # take a reference image (default 0: text only)
+    max_images = 1        # take a reference image (default: 1 for video, else 0: text only)
     strength = 0.6        # image-to-image: how far from the reference the result may go
 
 A batch of compatible tasks (same size, steps, guidance) is one pipeline call with one
@@ -26,12 +27,15 @@ A task with a reference image is drawn from it: by the model's own pipeline when
 resized to the drawn size, at the entry's `strength`. Tasks with and without images never share
 a pipeline call.
 
-A video model (`kind = "video"`, with `frames` and `fps`: LTX-Video's LTXPipeline, Wan's
-WanPipeline) loads the class its model_index.json names and answers each job with a `Clip`
-of `frames` frames at the task's size, which the worker encodes as MP4; progress and cancel
-work per denoising step as for images, and a clip's batch is one task unless the entry says
-otherwise (a clip fills a GPU alone). Image-to-video is not supported yet: a video task with a
-reference image fails with a message saying so.
+A video model (`kind = "video"`, with `frames` and `fps`: LTX-Video's LTXPipeline or
+LTXImageToVideoPipeline, Wan's WanPipeline or WanImageToVideoPipeline) loads the class its
+model_index.json names and answers each job with a `Clip` of `frames` frames at the task's
+size, which the worker encodes as MP4; progress and cancel work per denoising step as for
+images, and a clip's batch is one task unless the entry says otherwise (a clip fills a GPU
+alone). A task with a reference image starts its clip from it: the image, scaled and cropped
+to the task's size, is the first frame, drawn by the model's image-to-video pipeline, which
+shares the loaded one's weights (video.py says which checkpoints serve which tasks; a task a
+model cannot serve fails with a message saying what to send instead).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from darkroom.engines.local.families import Family, UnsupportedPipeline, check_k
 from darkroom.engines.local.memory import folder_weight_bytes, pipeline_bytes
 from darkroom.engines.local.options import DTYPES, DiffusersOptions
 from darkroom.engines.local.steps import StepCallback, release_cached_memory, run_jobs
+from darkroom.engines.local.video import VideoPipelines, first_frame, video_pipelines
 from darkroom.engines.media import Clip, Media
 
 log = structlog.get_logger("darkroom.engines")
@@ -79,6 +84,7 @@ class DiffusersEngine(Engine):
         self._device: str | None = None  # resolved from `device_name` when first asked
         self._pipeline: Any = None
         self._image_to_image: Any = None  # built from the pipeline when a task first needs it
+        self._video: VideoPipelines | None = None  # a video model's text and first-frame ones
         self._lock = threading.Lock()  # one call at a time per pipeline, across workers
 
     # -- loading -------------------------------------------------------------------------
@@ -119,6 +125,9 @@ class DiffusersEngine(Engine):
         self.family = family_of(pipeline, self.source)
         check_kind(self.family, self.spec.kind, self.source)
         self._check_native_size(self.family)
+        if self.family.video:
+            self._video = video_pipelines(pipeline, self.spec.id)
+            self._check_first_frames(self._video)
         log.info(
             "model loaded",
             model=self.spec.id,
@@ -139,6 +148,16 @@ class DiffusersEngine(Engine):
                 model=self.spec.id,
                 native_size=self.spec.native_size,
                 family_native_size=family.native_size,
+            )
+
+    def _check_first_frames(self, video: VideoPipelines) -> None:
+        """A video entry takes a reference image unless it says `max_images = 0`; a text-only
+        checkpoint would fail every such task, so the operator is told at load."""
+        if self.spec.max_images and video.first_frame is None:
+            log.warning(
+                "model cannot start a video from an image; set max_images = 0",
+                model=self.spec.id,
+                source=self.source,
             )
 
     def _tune(self, pipeline: Any) -> None:
@@ -186,7 +205,7 @@ class DiffusersEngine(Engine):
 
     async def close(self) -> None:
         with self._lock:
-            self._pipeline = self._image_to_image = None
+            self._pipeline = self._image_to_image = self._video = None
         release_cached_memory()
 
     # -- generating ----------------------------------------------------------------------
@@ -203,34 +222,46 @@ class DiffusersEngine(Engine):
         with self._lock, torch.inference_mode():
             for index, group in enumerate(groups):
                 span = 1 / len(groups)
-                done = run_jobs(
-                    lambda part, callback: self._call(pipeline, part, callback),
-                    group,
-                    monitor,
-                    start=index * span,
-                    span=span,
-                )
+                refusal = self._refusal(group)
+                if refusal:  # the other jobs of the batch still run
+                    done: list[Outcome] = [GenerationError(refusal) for _ in group]
+                else:
+                    done = run_jobs(
+                        lambda part, callback: self._call(pipeline, part, callback),
+                        group,
+                        monitor,
+                        start=index * span,
+                        span=span,
+                    )
                 outcomes.update(zip((job.task_id for job in group), done, strict=True))
         return [outcomes[job.task_id] for job in jobs]
 
     def _call_groups(self, jobs: list[Job]) -> list[list[Job]]:
         """Jobs that can share a pipeline call: the same size (an edit may take its image's),
         all with reference images or all without. SDXL also splits on negative prompts: there,
-        a job without one gets zero embeddings, which only a call without any can give."""
+        a job without one gets zero embeddings, which only a call without any can give. Wan
+        starts one clip per call from a first frame."""
         assert self.family is not None
         splits_negative = self.family.zeros_for_empty_negative
-        groups: dict[tuple[int, int, bool, bool], list[Job]] = {}
+        alone = self.family.one_first_frame_per_call
+        groups: dict[tuple[int, int, bool, bool, str], list[Job]] = {}
         for job in jobs:
             negative = bool(job.negative_prompt) and splits_negative
-            groups.setdefault((job.width, job.height, bool(job.images), negative), []).append(job)
+            own = job.task_id if alone and job.images else ""
+            key = (job.width, job.height, bool(job.images), negative, own)
+            groups.setdefault(key, []).append(job)
         return list(groups.values())
+
+    def _refusal(self, jobs: list[Job]) -> str:
+        """Why a video model cannot serve these jobs (all with images or all without), or ""."""
+        return self._video.refusal(bool(jobs[0].images)) if self._video else ""
 
     def _call(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Media]:
         import torch
 
         assert self.family is not None
         if self.family.video:
-            return self._call_video(pipeline, jobs, callback)
+            return self._call_video(jobs, callback)
         width, height = jobs[0].width, jobs[0].height
         drawn_width, drawn_height = self._drawn_size(width, height)
         arguments: dict[str, Any] = {
@@ -253,16 +284,14 @@ class DiffusersEngine(Engine):
             for image, job in zip(images, jobs, strict=True)
         ]
 
-    def _call_video(self, pipeline: Any, jobs: list[Job], callback: StepCallback) -> list[Media]:
-        """One text-to-video call: a clip of the entry's frames per job, at the task's size."""
+    def _call_video(self, jobs: list[Job], callback: StepCallback) -> list[Media]:
+        """One video call: a clip of the entry's frames per job, at the task's size, from text
+        or from each job's first reference image (`_refusal` has kept out what cannot be)."""
         import torch
 
-        assert self.family is not None
-        if jobs[0].images:
-            raise GenerationError(
-                f"The model {self.spec.id} cannot start a video from a reference image on this "
-                "server yet; leave out images."
-            )
+        assert self.family is not None and self._video is not None
+        pipeline = self._video.pipeline_for(bool(jobs[0].images))
+        assert pipeline is not None
         width, height = jobs[0].width, jobs[0].height
         arguments: dict[str, Any] = {
             "prompt": [job.prompt for job in jobs],
@@ -280,6 +309,10 @@ class DiffusersEngine(Engine):
             arguments["frame_rate"] = self.spec.fps
         if any(job.negative_prompt for job in jobs):
             arguments["negative_prompt"] = [job.negative_prompt or "" for job in jobs]
+        if jobs[0].images:
+            starts = [first_frame(job.images[0], width, height) for job in jobs]
+            # Wan's call takes one picture, not a list of one (one_first_frame_per_call).
+            arguments["image"] = starts[0] if len(starts) == 1 else starts
         clips = pipeline(**arguments).frames
         return [
             Clip(tuple(_sized(frame, width, height) for frame in frames), self.spec.fps)
