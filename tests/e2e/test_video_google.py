@@ -192,3 +192,18 @@ def test_a_task_canceled_while_it_waits_for_a_place_ends_and_never_starts_an_ope
     assert isinstance(outcome, TaskCanceled)
     assert first_still_running  # the canceled task ended while the place was still taken
     assert len(endless.operations) == 1  # and it never started an operation
+
+
+def test_an_operation_past_the_task_timeout_fails_its_task_with_a_plain_message(tmp_path):
+    with FakeVeo(polls_before_done=10_000) as endless:
+        engine = engine_for(endless, tmp_path, task_timeout_seconds=2)
+
+        async def run() -> list:
+            try:
+                return await engine.generate([job(1)], BatchMonitor())
+            finally:
+                await engine.close()
+
+        [outcome] = asyncio.run(run())
+    assert isinstance(outcome, GenerationError)
+    assert "did not finish the video in 2 s" in outcome.message
