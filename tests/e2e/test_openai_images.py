@@ -316,3 +316,63 @@ def test_malformed_bodies_are_400_in_openais_shape(darkroom, api_key, path, head
         answer = client.post(path, content=body, headers=headers)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+# -- video and audio models belong to the media API ------------------------------------------
+
+KINDS_CATALOG = f"""
+[models."{MODEL}"]
+engine = "tiny"
+
+[models."veo-3"]
+engine = "relay"
+kind = "video"
+base_url = "http://127.0.0.1:9"
+max_images = 1
+
+[models."suno"]
+engine = "relay"
+kind = "audio"
+base_url = "http://127.0.0.1:9"
+"""
+
+
+@pytest.fixture(scope="module")
+def kinds_server(tmp_path_factory) -> Iterator[Darkroom]:
+    """An image, a video and an audio model; no worker (nothing here may be queued)."""
+    folder = tmp_path_factory.mktemp("openai-kinds")
+    with serving(folder, KINDS_CATALOG, {}, "--workers", "0") as darkroom:
+        yield darkroom
+
+
+@pytest.mark.parametrize(("model", "kind"), [("veo-3", "video"), ("suno", "audio")])
+def test_generations_and_edits_refuse_a_video_or_audio_model_and_queue_nothing(
+    kinds_server, model, kind
+):
+    key = kinds_server.create_key("--balance", "10")
+    client = sdk(kinds_server, key)
+    with pytest.raises(openai.BadRequestError) as generated:
+        client.images.generate(model=model, prompt=PROMPT)
+    with pytest.raises(openai.BadRequestError) as edited:
+        client.images.edit(model=model, prompt=PROMPT, image=_png((64, 64)))
+    for raised in (generated, edited):
+        error = raised.value
+        assert (error.status_code, error.param, error.type) == (
+            400,
+            "model",
+            "invalid_request_error",
+        )
+        assert f"makes {kind}" in error.message and "/v1/media/create" in error.message
+    assert media_tasks(kinds_server, key) == []
+    assert balance(kinds_server, key) == 10
+
+
+def test_the_model_list_names_only_image_models(kinds_server):
+    client = sdk(kinds_server, kinds_server.create_key())
+    assert [m.id for m in client.models.list()] == [MODEL]
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("veo-3")
+    assert "makes video" in raised.value.message and raised.value.param == "model"
+    with client_for(kinds_server, kinds_server.create_key()) as media:
+        listed = media.get("/v1/media/models").json()["data"]
+    assert sorted(m["id"] for m in listed) == sorted([MODEL, "veo-3", "suno"])

@@ -1,7 +1,9 @@
 """Veo through the google engine (google-genai) against a local server speaking Vertex AI's
 long-running operations (tests/support/fakes/google_veo.py): the operation polled until done,
 the clip read from it and answered as a real MP4 by the real server; one poller serves many
-tasks; a filtered clip and a failed operation fail their own tasks with their messages."""
+tasks; a filtered clip and a failed operation fail their own tasks with their messages;
+`max_in_flight` bounds the operations outstanding at once (2 by default), the tasks beyond it
+waiting their turn, or their cancel."""
 
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ def entry(fake: FakeVeo, tmp_path: Path) -> dict:
     return {**ENTRY, "base_url": fake.base_url, "credentials_file": account}
 
 
-def engine_for(fake: FakeVeo, tmp_path: Path):
-    spec = Catalog.from_dict({"veo-3": entry(fake, tmp_path)})["veo-3"]
+def engine_for(fake: FakeVeo, tmp_path: Path, **options: object):
+    spec = Catalog.from_dict({"veo-3": {**entry(fake, tmp_path), **options}})["veo-3"]
     return load_engine(spec, tmp_path)
 
 
@@ -139,3 +141,69 @@ def test_a_canceled_veo_task_stops_waiting_for_its_operation(tmp_path: Path) -> 
 
         [outcome] = asyncio.run(run())
     assert isinstance(outcome, TaskCanceled)
+
+
+# -- max_in_flight: operations outstanding upstream -----------------------------------------
+
+
+def test_at_most_two_operations_run_at_once_by_default_and_every_task_finishes(tmp_path):
+    with FakeVeo(polls_before_done=2) as fake:
+        engine = engine_for(fake, tmp_path)
+
+        async def run() -> list:
+            try:
+                return await engine.generate([job(n) for n in range(5)], BatchMonitor())
+            finally:
+                await engine.close()
+
+        clips = asyncio.run(run())
+    assert [type(clip) for clip in clips] == [EncodedVideo] * 5
+    assert len(fake.operations) == 5
+    assert fake.most_outstanding == 2  # the default max_in_flight of a video model
+    assert fake.outstanding == 0
+
+
+def test_a_task_canceled_while_it_waits_for_a_place_ends_and_never_starts_an_operation(
+    tmp_path: Path,
+) -> None:
+    with FakeVeo(polls_before_done=10_000) as endless:
+        engine = engine_for(endless, tmp_path, max_in_flight=1)
+        first, second = BatchMonitor(), BatchMonitor()  # two workers' batches, one task each
+
+        async def run() -> tuple[list, bool]:
+            try:
+                holding = asyncio.ensure_future(engine.generate([job(1)], first))
+                while endless.polls < 1:  # the first operation runs: it holds the one place
+                    await asyncio.sleep(0.05)
+                waiting = asyncio.ensure_future(engine.generate([job(2)], second))
+                polled = endless.polls
+                while endless.polls < polled + 2:  # time enough for it to start, were it let
+                    await asyncio.sleep(0.05)
+                second.canceled.add(job(2).task_id)
+                outcome = await asyncio.wait_for(waiting, 30)
+                still_running = not holding.done()
+                first.canceled.add(job(1).task_id)
+                await holding
+                return outcome, still_running
+            finally:
+                await engine.close()
+
+        [outcome], first_still_running = asyncio.run(run())
+    assert isinstance(outcome, TaskCanceled)
+    assert first_still_running  # the canceled task ended while the place was still taken
+    assert len(endless.operations) == 1  # and it never started an operation
+
+
+def test_an_operation_past_the_task_timeout_fails_its_task_with_a_plain_message(tmp_path):
+    with FakeVeo(polls_before_done=10_000) as endless:
+        engine = engine_for(endless, tmp_path, task_timeout_seconds=2)
+
+        async def run() -> list:
+            try:
+                return await engine.generate([job(1)], BatchMonitor())
+            finally:
+                await engine.close()
+
+        [outcome] = asyncio.run(run())
+    assert isinstance(outcome, GenerationError)
+    assert "did not finish the video in 2 s" in outcome.message

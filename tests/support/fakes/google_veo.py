@@ -12,7 +12,9 @@ in is FakeGoogle's (the service account's token exchange at `/token`):
   prompt with BLOCKED_WORD is filtered (`raiMediaFilteredCount`, `raiMediaFilteredReasons`, no
   videos); one with FAILED_WORD ends with `"error": {"code", "message"}`.
 
-Each operation's create body is kept in `created`; `polls` counts operation reads."""
+Each operation's create body is kept in `created`; `polls` counts operation reads;
+`outstanding` counts the operations started and not yet answered done, and `most_outstanding`
+the most there ever were at once (as Vertex AI counts them against a project's quota)."""
 
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ class FakeVeo(FakeGoogle):
         self.polls_before_done = polls_before_done
         self.operations: dict[str, dict[str, Any]] = {}
         self.polls = 0
+        self.outstanding = 0
+        self.most_outstanding = 0
 
     @property
     def created(self) -> list[dict[str, Any]]:
@@ -67,7 +71,10 @@ class FakeVeo(FakeGoogle):
         if ratio not in VEO_RATIOS:
             return Answer.json(400, _error(400, f"Unsupported aspect ratio: {ratio}"))
         name = f"{model}/operations/{secrets.token_hex(6)}"
-        self.operations[name] = {"body": body, "polls": 0}
+        with self._lock:
+            self.operations[name] = {"body": body, "polls": 0, "done": False}
+            self.outstanding += 1
+            self.most_outstanding = max(self.most_outstanding, self.outstanding)
         return Answer.json(200, {"name": name})
 
     def _operation(self, name: str) -> Answer:
@@ -78,6 +85,10 @@ class FakeVeo(FakeGoogle):
         operation["polls"] += 1
         if operation["polls"] <= self.polls_before_done:
             return Answer.json(200, {"name": name, "done": False})
+        with self._lock:
+            if not operation["done"]:
+                operation["done"] = True
+                self.outstanding -= 1
         prompt = operation["body"]["instances"][0]["prompt"]
         if FAILED_WORD in prompt:
             error = {"code": 13, "message": "Video generation failed."}

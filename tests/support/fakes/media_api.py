@@ -11,7 +11,10 @@ A hostile upstream is scripted with `result_url` (the link a done task names), `
 
 Models named in `kinds` make video (a link to a real MP4) or audio (the audio shape: no `url`,
 `result` with `tracks` real MP3 tracks, titled "<prompt> (take N)"), as the hosted service's
-Veo and Suno models answer."""
+Veo and Suno models answer.
+
+`outstanding` counts the tasks created and not yet answered done, `most_outstanding` the most
+there ever were at once (what a provider's cap on concurrent jobs counts)."""
 
 from __future__ import annotations
 
@@ -45,6 +48,8 @@ class FakeMediaAPI(FakeServer):
         self.next_id: str | None = None
         self.repeated_id: str | None = None
         self.result_answer: Callable[[str], Answer | None] | None = None
+        self.outstanding = 0
+        self.most_outstanding = 0
 
     @property
     def created(self) -> list[dict[str, Any]]:
@@ -65,7 +70,10 @@ class FakeMediaAPI(FakeServer):
         body = request.json() or {}
         if path == "/v1/media/create":
             task_id, self.next_id = self.next_id or self.repeated_id or secrets.token_hex(12), None
-            self.tasks[task_id] = {"polls": 0, "body": body}
+            with self._lock:
+                self.tasks[task_id] = {"polls": 0, "body": body, "done": False}
+                self.outstanding += 1
+                self.most_outstanding = max(self.most_outstanding, self.outstanding)
             return Answer.json(200, self._task(task_id, "idle"))
         if path == "/v1/media/result":
             task = self.tasks.get(body.get("task_id"))
@@ -79,6 +87,10 @@ class FakeMediaAPI(FakeServer):
                 return Answer.json(
                     200, {**self._task(body["task_id"], "processing"), "progress": self.progress}
                 )
+            with self._lock:
+                if not task["done"]:
+                    task["done"] = True
+                    self.outstanding -= 1
             return Answer.json(200, self._task(body["task_id"], "done"))
         return Answer.json(200, {"code": 99, "message": "No such API method."})
 

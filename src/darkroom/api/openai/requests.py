@@ -95,21 +95,41 @@ def parse_order(data: dict[str, Any]) -> ImageOrder:
 
 
 def model_for(catalog: Catalog, key: ApiKey, order: ImageOrder, *, edit: bool = False) -> ModelSpec:
-    """The model asked for, or the key's first one (that takes images, for an edit), since
-    OpenAI's SDKs may leave `model` out; an unknown model and one the key may not use are both
-    404, as OpenAI answers them."""
+    """The model asked for, or the key's first image model (that takes images, for an edit),
+    since OpenAI's SDKs may leave `model` out; an unknown model and one the key may not use are
+    both 404, as OpenAI answers them. A video or audio model is a 400 that sends the client to
+    the media API: these routes answer images only."""
     if order.model is None:
         usable = [
             model_id
-            for model_id in catalog.ids()
-            if key.may_use(model_id) and (catalog[model_id].takes_images or not edit)
+            for model_id in image_models(catalog, key)
+            if catalog[model_id].takes_images or not edit
         ]
         if not usable:
-            raise invalid("This API key may not use any model.", "model")
+            raise invalid("This API key may not use any image model.", "model")
         return catalog[usable[0]]
     if order.model not in catalog or not key.may_use(order.model):
         raise model_not_found(order.model)
-    return catalog[order.model]
+    spec = catalog[order.model]
+    if spec.kind != "image":
+        raise invalid(not_an_image_model(spec), "model")
+    return spec
+
+
+def image_models(catalog: Catalog, key: ApiKey) -> list[str]:
+    """The models of the key's that these routes serve: those that make images."""
+    return [
+        model_id
+        for model_id in catalog.ids()
+        if key.may_use(model_id) and catalog[model_id].kind == "image"
+    ]
+
+
+def not_an_image_model(spec: ModelSpec) -> str:
+    return (
+        f"The model `{spec.id}` makes {spec.kind}, not images: OpenAI's Images API serves "
+        "image models only. Use POST /v1/media/create (and /v1/media/result) for it."
+    )
 
 
 def ratio_for(spec: ModelSpec, size: str | None, first_image: Image.Image | None) -> str | None:

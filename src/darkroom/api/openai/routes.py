@@ -5,6 +5,10 @@ Each request goes the media API's way: the same keys (api/auth.py), the same cre
 charge per image, the same queue, batching, workers and storage; only the answer's shape (and
 its errors', errors.py) is OpenAI's. Any other path or method under /v1/images/ and /v1/models
 is a 404 in OpenAI's shape (variations among them: docs/openai.md).
+
+Video and audio models are the media API's alone: generations and edits refuse them with a 400
+that names /v1/media/create, and /v1/models lists only the image models (retrieving another is
+a 404 that says what it makes), so that every model listed here works here.
 """
 
 from __future__ import annotations
@@ -80,13 +84,18 @@ async def _made(
 @router.get("/models", responses=ERROR_RESPONSES)
 async def models(app: CurrentApp, key: AuthorizedKey) -> ModelList:
     """The models this key may use, in OpenAI's list shape."""
-    return listed([model_id for model_id in app.catalog.ids() if key.may_use(model_id)])
+    return listed(requests.image_models(app.catalog, key))
 
 
 @router.get("/models/{model_id:path}", responses=ERROR_RESPONSES)
 async def model(model_id: str, app: CurrentApp, key: AuthorizedKey) -> Model:
     if model_id not in app.catalog or not key.may_use(model_id):
         raise model_not_found(model_id)
+    spec = app.catalog[model_id]
+    if spec.kind != "image":
+        raise OpenAIError(
+            404, requests.not_an_image_model(spec), param="model", code="model_not_found"
+        )
     return Model(id=model_id)
 
 

@@ -95,11 +95,13 @@ class Poller:
         *,
         provider: str,
         secrets: Sequence[str] = (),
+        what: str = "image",
     ) -> None:
         self.fetch = fetch
         self.cancel = cancel
         self.timing = timing
         self.provider = provider
+        self.what = what  # what the tasks make, as messages name it: image, video, audio
         self.secrets = list(secrets)
         self._waiting: dict[str, _Waiting] = {}  # by upstream id
         self._task: asyncio.Task[None] | None = None
@@ -186,8 +188,9 @@ class Poller:
             self._settle(waiting, error=TaskCanceled())
             self._in_background(self._cancel_quietly(waiting.upstream_id))
         elif now > waiting.deadline:
+            timeout = self.timing.task_timeout
             message = (
-                f"{self.provider} did not finish the image in {self.timing.task_timeout:g} s; "
+                f"{self.provider} did not finish the {self.what} in {timeout:g} s; "
                 "please try again later."
             )
             self._settle(waiting, error=GenerationError(message))
@@ -216,7 +219,7 @@ class Poller:
         elif task.failed:
             said = task.message
             reason = scrub(said, self.secrets) if isinstance(said, str) else "no reason given"
-            message = f"{self.provider} could not make the image: {reason}"
+            message = f"{self.provider} could not make the {self.what}: {reason}"
             self._settle(waiting, error=GenerationError(message))
         else:
             # As sent: a whole percent from Darkroom, maybe a fraction from another server.

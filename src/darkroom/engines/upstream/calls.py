@@ -3,6 +3,11 @@ timeout per request, retries with backoff and jitter for failures that may pass 
 lost connection, a timeout) and none for the rest, and messages a user can act on that never
 carry a credential.
 
+For a video or audio model the limit that matters is another: providers cap how many jobs run
+at once (a Veo operation, a relayed task), whatever the requests. There `max_in_flight` is the
+number of jobs outstanding upstream (`Upstream.job_slot`, held from before a job starts until
+it ends); each job makes one request at a time, so its requests stay within the same number.
+
 An engine translates its SDK's exceptions into `UpstreamFailure` (or `GenerationError` for a
 safety block); `Upstream.call` owns the limit, the timeout and the retries, and turns what is
 left after the last try into a `GenerationError`, which fails that task alone.
@@ -11,8 +16,9 @@ left after the last try into a `GenerationError`, which fails that task alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import structlog
@@ -32,6 +38,9 @@ _SECRET_SHAPES = re.compile(
     r"|(?i:bearer)\s+[^\s\"',]+|key=[^\s&\"']+)"
 )
 MAX_MESSAGE_CHARS = 300
+# How often a job waiting for its place upstream looks whether its task was canceled: the
+# worker's heartbeat reads cancels each second.
+CANCEL_CHECK_SECONDS = 1.0
 
 
 class UpstreamFailure(Exception):
@@ -86,10 +95,44 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
 class Upstream:
     """One engine's connection policy to its provider."""
 
-    def __init__(self, provider: str, limits: UpstreamOptions) -> None:
+    def __init__(self, provider: str, limits: UpstreamOptions, kind: str = "image") -> None:
         self.provider = provider
         self.limits = limits
-        self._slots = asyncio.Semaphore(limits.max_in_flight)
+        self.kind = kind
+        self.in_flight = limits.in_flight(kind)
+        self._slots = asyncio.Semaphore(self.in_flight)
+        self._jobs = asyncio.Semaphore(self.in_flight)
+
+    @contextlib.asynccontextmanager
+    async def job_slot(self, canceled: Callable[[], bool]) -> AsyncIterator[None]:
+        """For a video or audio model: holds one of its `max_in_flight` places upstream while
+        the block starts a job and waits for it to end. A job beyond them waits here, first
+        come first served, while its worker's heartbeat keeps its lease; a task canceled while
+        it waits raises TaskCanceled and never starts. An image model's jobs hold no place
+        (its limit is on requests alone)."""
+        if self.kind == "image":
+            yield
+            return
+        await self._wait_for_job_slot(canceled)
+        try:
+            yield
+        finally:
+            self._jobs.release()
+
+    async def _wait_for_job_slot(self, canceled: Callable[[], bool]) -> None:
+        # One acquire that keeps its place in the line while cancels are looked at.
+        acquiring = asyncio.ensure_future(self._jobs.acquire())
+        try:
+            while not acquiring.done():
+                await asyncio.wait({acquiring}, timeout=CANCEL_CHECK_SECONDS)
+                if not acquiring.done() and canceled():
+                    raise TaskCanceled()
+        except BaseException:
+            if acquiring.done() and not acquiring.cancelled():
+                self._jobs.release()  # acquired just as the wait was given up
+            else:
+                acquiring.cancel()
+            raise
 
     async def call(
         self, request: Callable[[], Awaitable[T]], *, canceled: Callable[[], bool] | None = None

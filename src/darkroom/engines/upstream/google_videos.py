@@ -13,6 +13,12 @@ operation's clip is read from the answer (`video_bytes`, Vertex AI) or downloade
 SDK (`files.download`, the Gemini API), checked with PyAV and stored by the worker as MP4.
 A filtered clip fails the task with code 1001 in its message; a prompt Google refuses, 1002.
 A task's reference image goes as the clip's first frame (Veo takes one).
+
+Vertex AI caps the Veo operations a project runs at once, so `max_in_flight` (default 2) is
+the number of operations outstanding, started and not done (calls.py, `job_slot`): a task
+beyond it waits for a place, its lease kept by the worker's heartbeat, and starts as one frees.
+`task_timeout_seconds` counts from the operation's start, not from the wait. A task canceled
+once its operation started gives its place up at once, though Google's operation runs out.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from darkroom.engines.encoding import duration_of
 from darkroom.engines.media import EncodedVideo
 from darkroom.engines.upstream import _images
 from darkroom.engines.upstream._poller import Poller, PollTiming
-from darkroom.engines.upstream.calls import each_job, image_blocked, prompt_blocked
+from darkroom.engines.upstream.calls import Upstream, each_job, image_blocked, prompt_blocked
 from darkroom.engines.upstream.google_images import PROVIDER, GoogleEngine
 from darkroom.engines.upstream.options import GoogleOptions
 
@@ -45,6 +51,7 @@ class VeoEngine(GoogleEngine):
                 f'(upstream_model = "veo-3.0-generate-001", ...); got {self.model!r}'
             )
         self.ratios = options.aspect_ratios or VEO_RATIOS
+        self.upstream = Upstream(PROVIDER, options, kind="video")
         self._operations: dict[str, Any] = {}  # by name: the SDK's operation, last read
         self._poller = Poller(
             self._read,
@@ -52,6 +59,7 @@ class VeoEngine(GoogleEngine):
             PollTiming.from_options(options),
             provider=PROVIDER,
             secrets=self._secrets,
+            what="video",
         )
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
@@ -69,16 +77,20 @@ class VeoEngine(GoogleEngine):
     ) -> EncodedVideo:
         ratio = _images.provider_ratio(self.spec, job.width, job.height, self.ratios)
         first_frames = await _images.pngs(job.images[:1])
-        operation = await self.upstream.call(
-            lambda: self._guarded(self._start(job, ratio, first_frames)),
-            canceled=lambda: monitor.is_canceled(job.task_id),
-        )
-        self._operations[operation.name] = operation
-        try:
-            await self._poller.wait(job, operation.name, monitor, batch_progress)
-            video = _video(self._operations[operation.name])
-        finally:
-            del self._operations[operation.name]
+
+        def canceled() -> bool:
+            return monitor.is_canceled(job.task_id)
+
+        async with self.upstream.job_slot(canceled):
+            operation = await self.upstream.call(
+                lambda: self._guarded(self._start(job, ratio, first_frames)), canceled=canceled
+            )
+            self._operations[operation.name] = operation
+            try:
+                await self._poller.wait(job, operation.name, monitor, batch_progress)
+                video = _video(self._operations[operation.name])
+            finally:
+                del self._operations[operation.name]
         data = video.video_bytes or await self.upstream.call(
             lambda: self._guarded(self._client.aio.files.download(file=video))
         )

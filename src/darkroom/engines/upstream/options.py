@@ -18,20 +18,35 @@ from darkroom.engines.sizes import RATIOS
 # A size as OpenAI writes it ("1536x1024").
 Size = Annotated[str, StringConstraints(pattern=r"^\d+x\d+$")]
 
+IMAGE_IN_FLIGHT = 4
+"""Default `max_in_flight` of an image model: requests at once."""
+JOBS_IN_FLIGHT = 2
+"""Default `max_in_flight` of a video or audio model: jobs outstanding upstream at once.
+Providers cap concurrent video and music jobs per project or key, low (a few at a time on new
+projects); each job runs for minutes, so 2 keeps a queue moving without meeting that cap."""
+
 
 class UpstreamOptions(EngineOptions):
     """What every upstream engine takes: its endpoint and the limits of its calls (calls.py)."""
 
     base_url: HttpUrl | None = None
     """Another endpoint: a proxy, a regional gateway, a test server."""
-    max_in_flight: int = Field(4, ge=1)
-    """Requests this model has in flight at once, across the worker process."""
+    max_in_flight: int | None = Field(None, ge=1)
+    """Across the worker process: for an image model, requests in flight at once (default 4);
+    for a video or audio model (Veo, the relay), jobs outstanding upstream at once, started and
+    not finished (default 2). See `in_flight`."""
     timeout_seconds: float = Field(120.0, gt=0)
     """Limit for one request."""
     attempts: int = Field(4, ge=1)
     """Tries per request, the first included."""
     retry_initial_seconds: float = Field(1.0, ge=0)
     retry_max_seconds: float = Field(30.0, ge=0)
+
+    def in_flight(self, kind: str) -> int:
+        """The model's `max_in_flight`, or the default for its kind."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return IMAGE_IN_FLIGHT if kind == "image" else JOBS_IN_FLIGHT
 
     @property
     def backoff(self) -> Backoff:

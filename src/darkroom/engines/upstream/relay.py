@@ -19,6 +19,12 @@ A video model's MP4 (its `url`) and an audio model's tracks (the audio shape's `
 is read from its file), and stored by the worker in Darkroom's storage, each track its own
 file and link. Audio tasks go upstream without `ar`.
 
+For a video or audio model `max_in_flight` (default 2) is the number of upstream tasks
+outstanding at once, created and not ended, as providers cap concurrent video and music jobs
+(calls.py, `job_slot`): a task beyond it waits here for a place, its lease kept by the worker's
+heartbeat and its cancel honoured, and is created upstream once one frees. For an image model
+it stays the number of requests in flight.
+
 Requests, answers and their error codes are Darkroom's own client's (darkroom/client), with
 its retries off: this engine's limits, timeouts and retries are calls.py's, like every
 upstream engine's, and only its answers decide what may be retried.
@@ -98,7 +104,7 @@ class RelayEngine(Engine):
             raise CatalogError(
                 f'model "{spec.id}": set {options.api_key_env} to the upstream API key'
             )
-        self.upstream = Upstream(PROVIDER, options)
+        self.upstream = Upstream(PROVIDER, options, kind=spec.kind)
         self._client = UpstreamClient(
             options.base_url,
             self._key,
@@ -120,6 +126,7 @@ class RelayEngine(Engine):
             PollTiming.from_options(options),
             provider=PROVIDER,
             secrets=[self._key],
+            what=spec.kind,
         )
 
     async def generate(self, jobs: list[Job], monitor: BatchMonitor) -> list[Outcome]:
@@ -136,13 +143,17 @@ class RelayEngine(Engine):
         self, job: Job, monitor: BatchMonitor, batch_progress: dict[str, float]
     ) -> Media:
         images = [_data_url(jpeg) for jpeg in await _images.jpegs(job.images)]
-        task = await self.upstream.call(
-            lambda: self._asked(self._create(job, images)),
-            canceled=lambda: monitor.is_canceled(job.task_id),
-        )
-        _check_upstream_id(task.id)
-        log.info("relayed", task_id=job.task_id, upstream_id=task.id)
-        done = await self._poller.wait(job, task.id, monitor, batch_progress)
+
+        def canceled() -> bool:
+            return monitor.is_canceled(job.task_id)
+
+        async with self.upstream.job_slot(canceled):
+            task = await self.upstream.call(
+                lambda: self._asked(self._create(job, images)), canceled=canceled
+            )
+            _check_upstream_id(task.id)
+            log.info("relayed", task_id=job.task_id, upstream_id=task.id)
+            done = await self._poller.wait(job, task.id, monitor, batch_progress)
         # Every refusal and failure of the fetcher (FetchFailed, naming only the host) fails
         # the task once: a private address, an oversized body or a picture past the pixel
         # cap will not change on a second try.
