@@ -3,8 +3,9 @@
 SQLite allows one writer at a time. A deferred transaction that reads and then writes can fail
 at once with "database is locked" when another writer got there first, so every write
 transaction here starts with BEGIN IMMEDIATE (it takes the write lock up front and waits for it
-under busy_timeout), and writers of one process also queue on an asyncio lock instead of
-spinning in SQLite's busy handler. Reads run in autocommit mode, which WAL lets proceed beside a
+under busy_timeout), writers of one process queue on an asyncio lock, and those of several
+processes on a file lock (db/sqlite.py WriteLock), instead of sleeping in SQLite's busy
+handler. Reads run in autocommit mode, which WAL lets proceed beside a
 writer. SQLite runs on a sync engine in threads (db/sqlite.py), PostgreSQL on asyncpg.
 
 On both, `read()` and `write()` yield a connection whose `await conn.execute(statement)` answers
