@@ -1,7 +1,9 @@
 """Video throughput on the real worker path: frames of output per second, tiny text-to-video
-pipelines (LTX-Video and Wan architectures at a few channels, random weights).
+and image-to-video pipelines (LTX-Video and Wan architectures at a few channels, random weights).
 
-    .venv/bin/python bench/video.py                       # CPU
+    .venv/bin/python bench/video.py                       # CPU, text to video
+    .venv/bin/python bench/video.py --first-frame --families ltx,wan-ti2v,wan-i2v
+                                                          # each clip starts from an image
     .venv/bin/python bench/video.py --device cuda         # a CUDA machine
 
 Each family gets its own installation (a temporary SQLite database, local storage, the
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import json
 import platform
 import sys
@@ -27,16 +31,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from PIL import Image  # noqa: E402
+
 from darkroom import logs  # noqa: E402
 from darkroom.app import App  # noqa: E402
 from darkroom.config import Settings  # noqa: E402
 from darkroom.engines import BatchMonitor, Job  # noqa: E402
 from darkroom.engines.encoding import encode_mp4  # noqa: E402
-from darkroom.engines.local.random_video import VIDEO_FAMILIES, build_video  # noqa: E402
+from darkroom.engines.local.random_video import (  # noqa: E402
+    FIRST_FRAME_VARIANTS,
+    VIDEO_FAMILIES,
+    build_video,
+)
 from darkroom.tasks import NewTask, TaskParams  # noqa: E402
 from darkroom.worker import EnginePool, Worker  # noqa: E402
 
 PROMPTS = ["a fox runs through snow", "waves on a beach", "a city at night", "rain on a window"]
+
+
+def first_frame(side: int) -> tuple[Image.Image, str]:
+    """A gradient picture, as an image and as the `data:` URL a task carries."""
+    picture = Image.linear_gradient("L").resize((side, side)).convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return picture, "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 async def run_family(workdir: Path, family: str, args: argparse.Namespace) -> tuple[float, float]:
@@ -63,7 +81,10 @@ async def run_family(workdir: Path, family: str, args: argparse.Namespace) -> tu
     width, height = app.catalog["bench"].size_for("1:1")
     pool = EnginePool(app.catalog, data_dir)
     engine = await pool.get("bench")
-    [clip] = await engine.generate([Job("0" * 24, PROMPTS[0], width, height, 0)], BatchMonitor())
+    picture, data_url = first_frame(width)
+    images = (picture,) if args.first_frame else ()
+    warm_up = Job("0" * 24, PROMPTS[0], width, height, 0, images=images)
+    [clip] = await engine.generate([warm_up], BatchMonitor())
     encode_started = time.perf_counter()
     await asyncio.to_thread(encode_mp4, clip)
     encode_seconds = time.perf_counter() - encode_started
@@ -73,7 +94,7 @@ async def run_family(workdir: Path, family: str, args: argparse.Namespace) -> tu
             model="bench",
             prompt=PROMPTS[index % len(PROMPTS)],
             size=(width, height),
-            params=TaskParams(seed=index),
+            params=TaskParams(seed=index, images=(data_url,) if args.first_frame else ()),
             max_attempts=1,
             kind="video",
             clip=(args.frames, args.fps),
@@ -108,7 +129,14 @@ async def run_family(workdir: Path, family: str, args: argparse.Namespace) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--families", default=",".join(VIDEO_FAMILIES))
+    parser.add_argument(
+        "--families",
+        default=",".join(VIDEO_FAMILIES),
+        help=f"of {', '.join(dict.fromkeys(VIDEO_FAMILIES + FIRST_FRAME_VARIANTS))}",
+    )
+    parser.add_argument(
+        "--first-frame", action="store_true", help="every clip starts from a reference image"
+    )
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--fps", type=int, default=8)
@@ -124,7 +152,8 @@ def main() -> None:
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
     print(
         f"bench/video.py: {args.tasks} tasks of {args.frames} frames at {args.size}x{args.size}, "
-        f"{args.steps} steps, on {args.device} ({where or platform.machine()}; torch "
+        f"{args.steps} steps, {'from a first frame' if args.first_frame else 'from text'}, "
+        f"on {args.device} ({where or platform.machine()}; torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; PyAV {av.__version__})"
     )
     with tempfile.TemporaryDirectory() as workdir:
