@@ -288,7 +288,7 @@ async def test_a_result_link_to_a_private_address_is_refused(monkeypatch):
         [failure] = await generate(engine, job(spec))
     assert isinstance(failure, GenerationError)
     assert str(failure) == (
-        "The upstream image service's result link at 127.0.0.1 is not allowed: "
+        "The upstream media service's result link at 127.0.0.1 is not allowed: "
         "it is not a public address."
     )
     assert private.requests == []  # never connected to
@@ -361,7 +361,7 @@ async def test_a_huge_result_is_abandoned_past_the_size_cap(monkeypatch):
     assert isinstance(failure, GenerationError)
     limit = relay.RESULT_LIMITS.max_bytes
     assert str(failure) == (
-        f"The upstream image service's result link at 127.0.0.1 is over {limit // 1_000_000} MB."
+        f"The upstream media service's result link at 127.0.0.1 is over {limit // 1_000_000} MB."
     )
     assert sent < 1 << 30  # abandoned long before the end
 
@@ -474,7 +474,7 @@ async def test_a_task_id_answered_twice_fails_the_second_task_only(monkeypatch):
     images = [o for o in outcomes if not isinstance(o, GenerationError)]
     [failure] = [o for o in outcomes if isinstance(o, GenerationError)]
     assert [image.size for image in images] == [(1024, 1024)]
-    assert str(failure) == f"The upstream image service {TWICE}; please try again later."
+    assert str(failure) == f"The upstream media service {TWICE}; please try again later."
     assert "/v1/media/cancel" not in [r.path for r in fake.requests]  # the first's work goes on
     assert not isinstance(later, GenerationError), later
 

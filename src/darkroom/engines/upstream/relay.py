@@ -66,7 +66,7 @@ from darkroom.fetch import Fetched, Fetcher, FetchLimits, host_for_message
 
 log = structlog.get_logger("darkroom.engines.relay")
 T = TypeVar("T")
-PROVIDER = "The upstream image service"
+PROVIDER = "The upstream media service"
 RESULT_LINK = f"{PROVIDER}'s result link"
 # Media API codes that may pass (an internal error, an overloaded server), codes only this
 # server's operator can act on, and the refusals a user can act on.
