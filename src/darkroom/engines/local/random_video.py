@@ -24,6 +24,7 @@ from darkroom.engines.local.random_weights import (
     _t5_encoder,
     save_atomically,
     t5_tokenizer,
+    tiny_t5_config,
 )
 
 VIDEO_FAMILIES = ("ltx", "wan")
@@ -138,19 +139,7 @@ def _wan_parts() -> dict[str, Any]:
             if weight.ndim >= 4:  # convolutions' kernels
                 weight.mul_(WAN_VAE_GAIN)
     # Wan's text encoder is UMT5 (T5 with relative attention in every layer).
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(t5),
-            d_model=T5_DIM,
-            d_kv=8,
-            d_ff=64,
-            num_layers=1,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            pad_token_id=t5.pad_token_id,
-            eos_token_id=t5.eos_token_id,
-        )
-    )
+    text_encoder = UMT5EncoderModel(tiny_t5_config(t5, config_class=UMT5Config))
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
     )

@@ -90,12 +90,13 @@ def _t5_encoder(tokenizer: Any, d_model: int) -> Any:
     return T5EncoderModel(tiny_t5_config(tokenizer, d_model))
 
 
-def tiny_t5_config(tokenizer: Any, d_model: int = T5_DIM) -> Any:
+def tiny_t5_config(tokenizer: Any, d_model: int = T5_DIM, config_class: Any = None) -> Any:
     """The tiny T5 text encoder's configuration, for `tokenizer` (t5_tokenizer): the one the
-    image and video families and MusicGen share, `d_model` wide."""
+    image and video families and MusicGen share, `d_model` wide; as `config_class` (T5Config
+    by default; Wan's UMT5Config takes the same fields)."""
     from transformers import T5Config
 
-    return T5Config(
+    return (config_class or T5Config)(
         vocab_size=len(tokenizer),
         d_model=d_model,
         d_kv=8,
