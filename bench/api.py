@@ -12,6 +12,8 @@ validation, one committed INSERT per create, the reads of a result). SQLite is a
 WAL mode on local disk; PostgreSQL a private cluster started for the run the way the tests start
 theirs (tests/support/services.py). Bare FastAPI with one process is the baseline of every ratio.
 Every create wrk counted must be a task in the database: an error answered fast is no create.
+Beside each row's req/s, the server's own CPU time per request (all its processes and threads),
+which this shared machine's load moves far less than it moves req/s.
 """
 
 # ruff: noqa: E402 - the import path is fixed before anything else is imported
@@ -39,6 +41,7 @@ from importlib.metadata import version
 
 import asyncpg
 import httpx
+import psutil
 
 from bench import wrk
 from darkroom.api import serving
@@ -60,14 +63,16 @@ class Row:
     processes: int
     route: str
     figures: wrk.Figures
+    cpu_us: float
+    """The server's CPU time per request (all its processes and threads), in microseconds."""
 
 
 # -- the servers ------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def bare_server(processes: int) -> Iterator[str]:
-    """The bare endpoint under uvicorn with `processes` processes; yields its URL."""
+def bare_server(processes: int) -> Iterator[tuple[str, int]]:
+    """The bare endpoint under uvicorn with `processes` processes; yields its URL and pid."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port)]
@@ -79,7 +84,7 @@ def bare_server(processes: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/bare"
     try:
         _wait_answering(url, process)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait()
@@ -137,9 +142,10 @@ def tasks_stored(darkroom: Darkroom) -> int:
 
 def measure_bare(tool: str, processes: int, lua: Path, args: argparse.Namespace) -> Row:
     script = wrk.script(lua, "POST", {}, BODY)
-    with bare_server(processes) as url:
+    with bare_server(processes) as (url, pid):
         wrk.run(tool, url, script, 2, args.connections)  # connections, imports
-        return Row("bare FastAPI", processes, "POST /bare", _run(tool, url, script, args))
+        figures, cpu = _run(tool, url, script, args, pid)
+        return Row("bare FastAPI", processes, "POST /bare", figures, cpu)
 
 
 def measure_darkroom(
@@ -157,20 +163,44 @@ def measure_darkroom(
     for url, script in ((create_url, create), (result_url, result)):
         wrk.run(tool, url, script, 2, args.connections)  # connections, imports, page caches
 
+    pid = darkroom.processes[0].pid
     before = tasks_stored(darkroom)
-    created = _run(tool, create_url, create, args)
+    created, create_cpu = _run(tool, create_url, create, args, pid)
     accepted = tasks_stored(darkroom) - before
     # Every create wrk counted must be a task accepted (code 0), not an error answered fast.
     if accepted < created.requests:
         raise RuntimeError(f"only {accepted} of {created.requests} creates were accepted")
+    results, result_cpu = _run(tool, result_url, result, args, pid)
     return [
-        Row(label, processes, "POST /v1/media/create", created),
-        Row(label, processes, "GET /v1/media/result", _run(tool, result_url, result, args)),
+        Row(label, processes, "POST /v1/media/create", created, create_cpu),
+        Row(label, processes, "GET /v1/media/result", results, result_cpu),
     ]
 
 
-def _run(tool: str, url: str, script: Path, args: argparse.Namespace) -> wrk.Figures:
-    return wrk.run(tool, url, script, args.seconds, args.connections)
+def _run(
+    tool: str, url: str, script: Path, args: argparse.Namespace, pid: int
+) -> tuple[wrk.Figures, float]:
+    """wrk's figures, and the CPU time per request of the server whose root process is `pid`."""
+    server = _process_tree(pid)
+    before = _cpu_seconds(server)
+    figures = wrk.run(tool, url, script, args.seconds, args.connections)
+    used = _cpu_seconds(server) - before
+    return figures, 1e6 * used / max(1, figures.requests)
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system time of the processes (their threads included)."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def measure_all(args: argparse.Namespace) -> tuple[list[Row], str | None]:
@@ -253,20 +283,27 @@ def _default_loop() -> str:
 
 
 def report(rows: list[Row], args: argparse.Namespace, pg_version: str | None) -> str:
-    base = next(r.figures.rps for r in rows if r.server == "bare FastAPI" and r.processes == 1)
+    bare = next(r for r in rows if r.server == "bare FastAPI" and r.processes == 1)
+    base, base_cpu = bare.figures.rps, bare.cpu_us
     lines = [
         "Darkroom API bench",
         conditions(args, pg_version),
         "",
         f"{'server':<21}{'processes':>9}  {'route':<23}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'vs bare 1 process':>19}",
+        f"{'vs bare 1 process':>19}{'CPU us/req':>12}{'vs bare':>9}",
     ]
     for row in rows:
         f = row.figures
         lines.append(
             f"{row.server:<21}{row.processes:>9}  {row.route:<23}{f.rps:>9.0f}{f.p50:>9.2f}"
-            f"{f.p99:>9.2f}{f.rps / base:>18.2f}x"
+            f"{f.p99:>9.2f}{f.rps / base:>18.2f}x{row.cpu_us:>12.0f}{row.cpu_us / base_cpu:>8.2f}x"
         )
+    lines += [
+        "",
+        "CPU us/req: the server's own CPU time (every process and thread, user and system) per",
+        "request; wrk's, the database server's and the rest of the machine's are not in it, so it",
+        "varies far less with the machine's load than req/s does.",
+    ]
     return "\n".join(lines)
 
 
