@@ -5,6 +5,7 @@ the snapshot's age; a task past the snapshot's limit counted in the database."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -67,6 +68,23 @@ async def test_a_task_past_the_snapshots_limit_is_counted(db, key):
     created = await add(TaskStore(db), key, 5)
     positions = QueuePositions(db, limit=2)
     assert [await positions.of(task) for task in created] == [0, 1, 2, 3, 4]
+
+
+async def test_a_snapshot_read_in_pages_is_the_whole_queue_in_order(db, key):
+    store = TaskStore(db)
+    created = await add(store, key, 7)
+    await store.cancel(created[3].id, key.id)
+    waiting = [task for task in created if task.id != created[3].id]
+    # Two more enqueued at the same instant: a page may end between them, and neither is lost.
+    same = waiting[-1].enqueued_at + 1
+    for index in (7, 8):
+        tied = dataclasses.replace(new_task(key, index), enqueued_at=same)
+        waiting.append(await store.create(tied, key, max_queue=1000))
+    for page, limit in ((2, 100), (3, 100), (1, 100), (2, 5)):
+        positions = QueuePositions(db, max_age=LONG, page=page, limit=limit)
+        answers = [await positions.of(task) for task in waiting]
+        assert answers == [0, 1, 2, 3, 4, 5, 6, 6], page  # tied tasks have the same ahead
+        assert len(positions._order) == min(limit, 8)
 
 
 async def test_a_change_made_while_the_snapshot_is_read_is_not_lost(db, key):

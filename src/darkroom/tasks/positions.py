@@ -28,14 +28,18 @@ from darkroom.tasks.model import Task, TaskStatus
 
 Entry = tuple[float, str]  # (enqueued_at, id): the queue's order
 REFRESH_SHARE = 0.05
+PAGE = 2000  # rows per read of the snapshot
 _IDLE = tasks.c.status == TaskStatus.IDLE.value
 
 
 class QueuePositions:
-    def __init__(self, db: Database, *, max_age: float = 1.0, limit: int = 100_000) -> None:
+    def __init__(
+        self, db: Database, *, max_age: float = 1.0, limit: int = 100_000, page: int = PAGE
+    ) -> None:
         self.db = db
         self.max_age = max_age
         self.limit = limit
+        self.page = page
         self._order: list[Entry] = []
         self._ids: set[str] = set()
         self._read_at: float | None = None  # None: never read, or known to be stale
@@ -94,15 +98,27 @@ class QueuePositions:
             self._age_allowed = max(self.max_age, took / REFRESH_SHARE)
 
     async def _read(self) -> list[Entry]:
-        query = (
-            sa.select(tasks.c.enqueued_at, tasks.c.id)
-            .where(_IDLE)
-            .order_by(tasks.c.enqueued_at)  # the (status, enqueued_at) index's order
-            .limit(self.limit)
-        )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
-        return sorted((row.enqueued_at, row.id) for row in rows)  # ties by id
+        """The idle queue's order, read in pages (keyset on the index's order) so that neither
+        the database nor the event loop is held for a long queue at once."""
+        order: list[Entry] = []
+        after: Entry | None = None
+        while len(order) < self.limit:
+            query = (
+                sa.select(tasks.c.enqueued_at, tasks.c.id)
+                .where(_IDLE)
+                .order_by(tasks.c.enqueued_at, tasks.c.id)
+                .limit(min(self.page, self.limit - len(order)))
+            )
+            if after is not None:
+                query = query.where(sa.tuple_(tasks.c.enqueued_at, tasks.c.id) > after)
+            async with self.db.read() as conn:
+                page = [(at, task_id) for at, task_id in (await conn.execute(query)).all()]
+            order += page
+            if len(page) < self.page:
+                return order
+            after = page[-1]
+            await asyncio.sleep(0)  # the requests that came in meanwhile go first
+        return order
 
     async def _count_before(self, task: Task) -> int:
         query = (
