@@ -52,6 +52,7 @@ def serve(
     import uvicorn
 
     from darkroom.api import serving
+    from darkroom.api.processes import serve_processes
 
     settings = settings_from(
         host=host, port=port, workers=workers, processes=processes, config=config
@@ -67,10 +68,9 @@ def serve(
     asyncio.run(_prepare(app, first_key))
     typer.echo(f"Open {settings.base_url}/ in a browser: the playground, the gallery, /console")
     _export_options(settings)
-    uvicorn.run(
-        serving.APP_FACTORY,
+    options = dict(
+        app=serving.APP_FACTORY,
         factory=True,
-        workers=settings.processes,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -83,6 +83,10 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+    if settings.processes == 1:
+        uvicorn.run(**options)
+    else:  # a socket each, so that connections are spread between them (api/processes.py)
+        raise typer.Exit(serve_processes(settings.processes, options))
 
 
 # Query parameters that grant access and so never reach a log: a file link's signature, and the
