@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     secret: str | None = Field(None, description="Signs file links; shared by all API nodes")
 
     workers: int = 1
-    # `darkroom serve`'s API processes on the one port, a socket each (api/processes.py); more than one
-    # serves the API only (workers 0, `darkroom worker` beside it). SQLite stays correct across
+    # `darkroom serve`'s API processes on the one port, a socket each (api/processes.py); more
+    # than one serves the API only (workers 0, `darkroom worker` beside it). SQLite stays correct across
     # them: each has its own writer, and a file lock beside the database puts the writers of
     # all processes in line (db/sqlite.py), SQLite's own lock and busy_timeout behind it.
     processes: int = Field(1, ge=1)
