@@ -46,9 +46,9 @@ class Settings(BaseSettings):
 
     workers: int = 1
     # `darkroom serve`'s API processes on the one port, a socket each (api/processes.py); more
-    # than one serves the API only (workers 0, `darkroom worker` beside it). SQLite stays correct across
-    # them: each has its own writer, and a file lock beside the database puts the writers of
-    # all processes in line (db/sqlite.py), SQLite's own lock and busy_timeout behind it.
+    # than one serves the API only (workers 0, `darkroom worker` beside it). SQLite stays
+    # correct across them: each has its own writer, and a file lock beside the database puts
+    # the writers of all processes in line (db/sqlite.py), SQLite's own lock behind it.
     processes: int = Field(1, ge=1)
     lease_seconds: float = 30.0
     max_attempts: int = 3
