@@ -316,22 +316,19 @@ class WriteLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
-        self._held = False
 
     def acquire(self) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._held = True
 
     def release(self) -> None:
-        if self._held and self._fd is not None:
-            self._held = False
+        """Gives the lock back; does nothing when it is not held (flock's own LOCK_UN)."""
+        if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
-        self._held = False
         if fd is not None:
             os.close(fd)  # which gives the lock back too
 
